@@ -1,0 +1,135 @@
+//! The command line, as clap sees it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Run disaster-recovery procedures written as YAML playbooks",
+    long_about = "runbook validates, plans and runs disaster-recovery playbooks (runbook/v1): a DAG of typed \
+steps with templates, retries, approvals and checkpoints. Every run is journaled under the state dir and can be \
+resumed after a crash, a failure or a pending approval.",
+    after_help = "Exit codes: 0 success; 1 the run failed; 2 invalid playbook, input or usage, or a refusal; \
+3 paused (approval pending or interrupted step; resumable); 130 interrupted by Ctrl-C (resumable).\n\n\
+Examples:\n  runbook validate playbooks/*.yaml\n  runbook exec examples/hello.yaml -i who=ops\n  \
+runbook exec playbooks/s1-full-outage.yaml --dry-run\n  runbook resume <RUN_ID> --approve go_ahead"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where runs are kept
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", default_value = ".runbook", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// A shared team store (postgres://...) instead of the state dir
+    #[arg(long, global = true, env = "RUNBOOK_STATE", value_name = "URL")]
+    pub state: Option<String>,
+    /// Output for people or for machines
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check playbooks; lists every problem as file:line:col (exit 2 if any)
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show the order, the parallel levels and what each step would do
+    Plan {
+        file: PathBuf,
+        /// An input value (repeatable): -i key=value
+        #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+    },
+    /// Draw the step graph
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Run a playbook
+    Exec(ExecArgs),
+    /// Continue a run after a crash, a failure, Ctrl-C or a pending approval
+    Resume(ResumeArgs),
+    /// List runs
+    Runs,
+    /// The timeline of one run
+    Show { run_id: String },
+    /// Incident report of a run (not implemented yet)
+    Report {
+        run_id: String,
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
+    /// Semantic diff of two playbooks (not implemented yet)
+    Diff { old: PathBuf, new: PathBuf },
+    /// Print the JSON Schema of the playbook format
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub file: PathBuf,
+    /// An input value (repeatable): -i key=value
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+    /// Show what would happen; run nothing, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Approve every approval step
+    #[arg(long)]
+    pub yes: bool,
+    /// Approve this approval step (repeatable)
+    #[arg(long, value_name = "STEP")]
+    pub approve: Vec<String>,
+    /// How many steps may run at once
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_parallel: u32,
+    /// Use this run id instead of a generated one
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub run_id: String,
+    /// Input values, e.g. secrets (they are never stored)
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+    /// Run again from this step (and everything after it), even if it succeeded
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Re-run steps that were running when the process died, even if not idempotent
+    #[arg(long)]
+    pub rerun_interrupted: bool,
+    /// Resume even though the playbook file changed since the run started
+    #[arg(long)]
+    pub allow_changed: bool,
+    #[arg(long, value_name = "STEP")]
+    pub approve: Vec<String>,
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_parallel: u32,
+}

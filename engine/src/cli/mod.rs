@@ -1,0 +1,458 @@
+//! The `runbook` command: clap definitions, each command wired to the engine, and results
+//! mapped to the exit codes of SPEC §3. No logic worth testing on its own lives here.
+
+mod args;
+mod gate;
+
+use args::{Cli, Command, ExecArgs, GraphFormat, Output, ResumeArgs};
+use clap::Parser;
+use gate::CliGate;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::exec::{self, ExecOptions, Outcome};
+use crate::playbook::inputs::{self, GivenValue};
+use crate::playbook::{self, LoadError, Playbook};
+use crate::report::{self, LiveReporter, Mode};
+use crate::state::{EventKind, FileStore, Journal, RunMeta, StateError, StepStatus, JOURNAL_VERSION};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_PAUSED: i32 = 3;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A command's failure: what to print and the exit code.
+struct Fail(i32, String);
+
+type Res = Result<i32, Fail>;
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(EXIT_USAGE, msg.into())
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Validate { files } => validate(&cli, files),
+        Command::Plan { file, inputs } => plan(&cli, file, inputs),
+        Command::Graph { file, format } => graph(file, *format),
+        Command::Exec(a) => with_runtime(|| exec_cmd(&cli, a)),
+        Command::Resume(a) => with_runtime(|| resume_cmd(&cli, a)),
+        Command::Runs => runs(&cli),
+        Command::Show { run_id } => show(&cli, run_id),
+        Command::Report { .. } => Err(usage(
+            "`runbook report` is not implemented in this version yet; use `runbook show RUN_ID` (or `--output json`) for the timeline",
+        )),
+        Command::Diff { .. } => Err(usage("`runbook diff` is not implemented in this version yet")),
+        Command::Schema => {
+            println!("{}", playbook::schema::schema_json());
+            Ok(EXIT_OK)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(Fail(code, msg)) => {
+            if !msg.is_empty() {
+                eprintln!("error: {msg}");
+            }
+            code
+        }
+    }
+}
+
+fn with_runtime(f: impl FnOnce() -> Res) -> Res {
+    f()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
+}
+
+fn store(cli: &Cli) -> Result<FileStore, Fail> {
+    if let Some(url) = &cli.global.state {
+        return Err(usage(format!(
+            "the PostgreSQL team store (`--state {}`) is not implemented in this version yet; use --state-dir (the default, `.runbook`)",
+            redact_url(url)
+        )));
+    }
+    Ok(FileStore::new(&cli.global.state_dir))
+}
+
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn load(file: &Path) -> Result<Playbook, Fail> {
+    playbook::load(file).map_err(|e| match e {
+        LoadError::Io { .. } => usage(e.to_string()),
+        LoadError::Invalid(diags) => {
+            let n = diags.len();
+            let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+            Fail(EXIT_USAGE, format!("{}\n{n} problem{} found", text.join("\n"), if n == 1 { "" } else { "s" }))
+        }
+    })
+}
+
+fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
+    let mut all = Vec::new();
+    let mut ok_files = Vec::new();
+    for f in files {
+        match playbook::load(f) {
+            Ok(pb) => ok_files.push((f.display().to_string(), pb.steps.len())),
+            Err(LoadError::Invalid(d)) => all.extend(d),
+            Err(e @ LoadError::Io { .. }) => {
+                all.push(playbook::Diagnostic { file: f.display().to_string(), line: 0, col: 0, message: e.to_string(), hint: None })
+            }
+        }
+    }
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() }));
+    } else {
+        for d in &all {
+            if d.line == 0 {
+                eprintln!("{}", d.message);
+            } else {
+                eprintln!("{d}");
+            }
+        }
+        for (f, n) in &ok_files {
+            println!("{f}: ok ({n} steps)");
+        }
+        if !all.is_empty() {
+            eprintln!("{} problem{} found", all.len(), if all.len() == 1 { "" } else { "s" });
+        }
+    }
+    Ok(if all.is_empty() { EXIT_OK } else { EXIT_USAGE })
+}
+
+fn parse_kv(items: &[String]) -> Result<Vec<(String, GivenValue)>, Fail> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), GivenValue::Text(v.to_owned()))),
+            _ => Err(usage(format!("`-i {kv}`: write inputs as key=value"))),
+        })
+        .collect()
+}
+
+fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
+    let pb = load(file)?;
+    let given = parse_kv(raw_inputs)?;
+    // A plan is for reading: missing inputs become placeholders instead of errors.
+    let mut warnings = Vec::new();
+    let values = match inputs::resolve(&pb, &given) {
+        Ok(v) => v,
+        Err(e) => {
+            if e.0.iter().any(|m| m.starts_with("unknown input") || !m.starts_with("missing required")) {
+                return Err(usage(e.to_string()));
+            }
+            warnings.extend(e.0.iter().cloned());
+            let mut v = indexmap::IndexMap::new();
+            for (name, spec) in &pb.inputs {
+                let given_v = given.iter().find(|(n, _)| n == name).and_then(|(_, g)| match g {
+                    GivenValue::Text(t) => inputs::parse_cli_value(spec.kind, t).ok(),
+                    GivenValue::Json(j) => Some(j.clone()),
+                });
+                v.insert(name.clone(), given_v.or_else(|| spec.default.clone()).unwrap_or_else(|| format!("<inputs.{name}>").into()));
+            }
+            v
+        }
+    };
+    let prepared = exec::prepare_context(&pb, &values, "<run.id>", "<run.started_at>", true).map_err(usage)?;
+    warnings.extend(prepared.warnings.iter().cloned());
+    for s in &pb.steps {
+        prepared.context.steps.set(&s.id, "<status>", crate::template::Placeholder::value(format!("steps.{}.outputs", s.id)));
+    }
+    let plans: Vec<String> = pb
+        .steps
+        .iter()
+        .map(|s| match crate::template::render_value(&s.params, prepared.context.value(), "with") {
+            Ok(p) => prepared.redactor.redact(&s.kind.plan(&p)).into_owned(),
+            Err(_) => s.kind.plan(&s.params),
+        })
+        .collect();
+    if cli.global.output == Output::Json {
+        println!("{}", report::plan_json(&pb, &plans, &warnings));
+    } else {
+        print!("{}", report::plan_text(&pb, &plans, &warnings));
+    }
+    Ok(EXIT_OK)
+}
+
+fn graph(file: &Path, format: GraphFormat) -> Res {
+    let pb = load(file)?;
+    let ids: Vec<&str> = pb.steps.iter().map(|s| s.id.as_str()).collect();
+    let label = |i: usize| {
+        let s = &pb.steps[i];
+        let mut l = format!("{} ({})", s.id, s.kind.name());
+        if s.kind.name() == "approval" {
+            l = format!("✋ {l}");
+        }
+        l
+    };
+    match format {
+        GraphFormat::Mermaid => print!("{}", pb.dag.mermaid(&ids, label)),
+        GraphFormat::Dot => print!("{}", pb.dag.dot(&pb.name, &ids, label)),
+    }
+    Ok(EXIT_OK)
+}
+
+fn mode(cli: &Cli) -> Mode {
+    if cli.global.output == Output::Json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+        Mode::Tty
+    } else {
+        Mode::Plain
+    }
+}
+
+fn interactive(cli: &Cli) -> bool {
+    cli.global.output == Output::Human && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+fn exit_code(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Succeeded => EXIT_OK,
+        Outcome::Failed => EXIT_FAILED,
+        Outcome::Paused => EXIT_PAUSED,
+        Outcome::Interrupted => EXIT_INTERRUPTED,
+    }
+}
+
+fn check_approvals(pb: &Playbook, ids: &[String]) -> Result<(), Fail> {
+    for id in ids {
+        match pb.step(id) {
+            Some(s) if s.kind.name() == "approval" => {}
+            Some(_) => return Err(usage(format!("--approve {id}: step `{id}` is not an approval step"))),
+            None => return Err(usage(format!("--approve {id}: no step `{id}` in playbook {}", pb.name))),
+        }
+    }
+    Ok(())
+}
+
+fn state_fail(e: StateError) -> Fail {
+    match e {
+        StateError::Locked { .. } | StateError::NotFound { .. } => usage(e.to_string()),
+        other => Fail(EXIT_FAILED, other.to_string()),
+    }
+}
+
+fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
+    let pb = load(&a.file)?;
+    check_approvals(&pb, &a.approve)?;
+    let given = parse_kv(&a.inputs)?;
+    let values = inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?;
+    if let Some(id) = &a.run_id {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || id.starts_with('.') {
+            return Err(usage(format!("--run-id `{id}`: use letters, digits, `-`, `_` and `.`")));
+        }
+    }
+    let run_id = a.run_id.clone().unwrap_or_else(|| exec::new_run_id(&pb.name));
+    let started_at = jiff::Timestamp::now().to_string();
+    let prepared = exec::prepare_context(&pb, &values, &run_id, &started_at, a.dry_run).map_err(usage)?;
+    let mode = mode(cli);
+    let mut reporter = LiveReporter::new(mode, pb.steps.len());
+    let gate = Arc::new(CliGate::new(a.yes, &a.approve, interactive(cli), reporter.multi()));
+    let opts = ExecOptions {
+        max_parallel: a.max_parallel as usize,
+        dry_run: a.dry_run,
+        gate,
+        work_dir: std::env::current_dir().map_err(|e| Fail(EXIT_FAILED, format!("no working directory: {e}")))?,
+    };
+    let first = EventKind::RunStarted {
+        playbook: pb.name.clone(),
+        file: absolute(&a.file),
+        sha256: pb.sha256.clone(),
+        steps: pb.steps.iter().map(|s| (s.id.clone(), s.kind.name().to_owned())).collect(),
+        inputs: prepared.stored_inputs.clone(),
+        dry_run: a.dry_run,
+    };
+    if mode != Mode::Json {
+        println!("run {run_id}");
+    }
+    let rt = runtime()?;
+    if a.dry_run {
+        let (outcome, _) = rt
+            .block_on(exec::run(&pb, &run_id, prepared, first, None, None, &mut reporter, &opts))
+            .map_err(state_fail)?;
+        reporter.finish();
+        return Ok(exit_code(outcome));
+    }
+    let store = store(cli)?;
+    if let Ok(runs) = store.list() {
+        for r in runs.iter().filter(|r| r.playbook == pb.name && r.status == crate::state::RunStatus::Running) {
+            if let Some(holder) = store.holder(&r.run_id) {
+                eprintln!("warning: run {} of playbook {} is still active ({holder})", r.run_id, pb.name);
+            }
+        }
+    }
+    let meta = RunMeta {
+        format_version: JOURNAL_VERSION,
+        run_id: run_id.clone(),
+        playbook: pb.name.clone(),
+        file: absolute(&a.file),
+        sha256: pb.sha256.clone(),
+        created_at: started_at,
+    };
+    let dir = store.create(&meta, &pb.text, &prepared.stored_inputs).map_err(state_fail)?;
+    let mut journal = Journal::open(&dir.dir).map_err(state_fail)?;
+    let (outcome, state) = rt
+        .block_on(exec::run(&pb, &run_id, prepared, first, None, Some(&mut journal), &mut reporter, &opts))
+        .map_err(state_fail)?;
+    reporter.finish();
+    dir.write_snapshot(&state).map_err(state_fail)?;
+    Ok(exit_code(outcome))
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
+    let store = store(cli)?;
+    let dir = store.open(&a.run_id).map_err(state_fail)?;
+    let meta = store.meta(&a.run_id).map_err(state_fail)?;
+    let mut state = dir.load().map_err(state_fail)?;
+    // We hold the lock: anything still "running" belongs to a process that died.
+    state.mark_dead();
+    let saved = store.playbook_text(&a.run_id).map_err(state_fail)?;
+    let original = Path::new(&meta.file);
+    let pb = match std::fs::read_to_string(original) {
+        Ok(current) if current == saved => load(original)?,
+        Ok(_) if !a.allow_changed => {
+            return Err(usage(format!(
+                "the playbook {} changed since run {} started; review the change, then resume with --allow-changed",
+                meta.file, a.run_id
+            )));
+        }
+        Ok(_) => load(original)?,
+        Err(_) => {
+            eprintln!("warning: {} is gone; resuming with the copy saved with the run", meta.file);
+            playbook::load_str(&meta.file, saved, None).map_err(|e| usage(e.to_string()))?
+        }
+    };
+    check_approvals(&pb, &a.approve)?;
+    let from = match &a.from {
+        Some(f) => Some(*pb.index.get(f).ok_or_else(|| usage(format!("--from {f}: no step `{f}` in playbook {}", pb.name)))?),
+        None => None,
+    };
+    // Inputs: the stored ones, secrets again from -i or the environment.
+    let stored = store.inputs(&a.run_id).map_err(state_fail)?;
+    let mut given = parse_kv(&a.inputs)?;
+    let mut missing = Vec::new();
+    if let Some(map) = stored.as_object() {
+        for (k, v) in map {
+            if given.iter().any(|(n, _)| n == k) || !pb.inputs.contains_key(k) {
+                continue;
+            }
+            if v.as_str() == Some(crate::template::redact::MASK) && pb.inputs.get(k).is_some_and(|i| i.secret) {
+                if std::env::var(inputs::input_env_var(k)).is_err() {
+                    missing.push(k.clone());
+                }
+                continue;
+            }
+            given.push((k.clone(), GivenValue::Json(v.clone())));
+        }
+    }
+    if !missing.is_empty() {
+        let flags: Vec<String> = missing.iter().map(|m| format!("-i {m}=...")).collect();
+        return Err(usage(format!(
+            "secret inputs are never stored; give them again: {} (or set {})",
+            flags.join(" "),
+            missing.iter().map(|m| format!("${}", inputs::input_env_var(m))).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let values = inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?;
+    // Interrupted steps that change the world are not re-run without being asked.
+    let interrupted: Vec<&str> = pb
+        .steps
+        .iter()
+        .filter(|s| !s.idempotent && state.steps.get(&s.id).is_some_and(|st| st.status == StepStatus::Interrupted))
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut rerun = a.rerun_interrupted;
+    if !interrupted.is_empty() && !rerun && from.is_none() {
+        if interactive(cli) {
+            rerun = gate::confirm(&format!(
+                "step(s) {} were running when the run stopped and may have done part of their work. Run them again? [y/N] ",
+                interrupted.join(", ")
+            ));
+        }
+        if !rerun {
+            eprintln!(
+                "error: step(s) {} were interrupted while running and are not idempotent; check what they did, then resume with --rerun-interrupted (or --from STEP)",
+                interrupted.join(", ")
+            );
+            return Ok(EXIT_PAUSED);
+        }
+    }
+    let reset = exec::resume_reset(&pb, &pb.dag, &state, from, rerun);
+    let prepared = exec::prepare_context(&pb, &values, &a.run_id, &state.started_at, false).map_err(usage)?;
+    let mode = mode(cli);
+    let mut reporter = LiveReporter::new(mode, pb.steps.len());
+    let gate = Arc::new(CliGate::new(a.yes, &a.approve, interactive(cli), reporter.multi()));
+    let opts = ExecOptions {
+        max_parallel: a.max_parallel as usize,
+        dry_run: false,
+        gate,
+        work_dir: std::env::current_dir().map_err(|e| Fail(EXIT_FAILED, format!("no working directory: {e}")))?,
+    };
+    let first = EventKind::RunResumed {
+        by: gate::operator(),
+        reset: reset.iter().map(|&i| pb.steps[i].id.clone()).collect(),
+        steps: pb.steps.iter().map(|s| (s.id.clone(), s.kind.name().to_owned())).collect(),
+        sha256: pb.sha256.clone(),
+    };
+    if mode != Mode::Json {
+        println!("run {}", a.run_id);
+    }
+    let mut journal = Journal::open(&dir.dir).map_err(state_fail)?;
+    let rt = runtime()?;
+    let (outcome, state) = rt
+        .block_on(exec::run(&pb, &a.run_id, prepared, first, Some(state), Some(&mut journal), &mut reporter, &opts))
+        .map_err(state_fail)?;
+    reporter.finish();
+    dir.write_snapshot(&state).map_err(state_fail)?;
+    Ok(exit_code(outcome))
+}
+
+fn runs(cli: &Cli) -> Res {
+    let store = store(cli)?;
+    let runs = store.list().map_err(state_fail)?;
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+    } else {
+        print!("{}", report::runs_table(&runs));
+    }
+    Ok(EXIT_OK)
+}
+
+fn show(cli: &Cli, run_id: &str) -> Res {
+    let store = store(cli)?;
+    let state = store.load(run_id).map_err(state_fail)?;
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&report::show_json(&state)).unwrap_or_default());
+    } else {
+        print!("{}", report::show_text(&state));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,511 @@
+//! The dispatcher: readiness, triggers, `when`, retries, timeouts, approvals, Ctrl-C.
+
+use super::prepare::Prepared;
+use crate::playbook::{format_duration, Playbook, Trigger, When};
+use crate::state::{Event, EventKind, Journal, RunState, RunStatus, StateError, StepStatus};
+use crate::steps::{ApprovalGate, Outputs, StepContext, StepError};
+use crate::template::{self, Context, Placeholder, Redactor};
+use minijinja::Value as JValue;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinSet;
+
+pub struct ExecOptions {
+    pub max_parallel: usize,
+    pub dry_run: bool,
+    pub gate: Arc<dyn ApprovalGate>,
+    pub work_dir: PathBuf,
+}
+
+/// Where events go besides the journal: the reporter.
+pub trait Sink {
+    fn event(&mut self, ev: &Event);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Paused,
+    Interrupted,
+}
+
+enum Decision {
+    Start,
+    Skip(String),
+    /// Not started because the run already failed; stays pending (resume runs it).
+    Cancel(String),
+}
+
+type TaskResult = (usize, Result<Outputs, StepError>);
+
+struct Dispatcher<'a> {
+    pb: &'a Playbook,
+    run_id: String,
+    ctx: Context,
+    redactor: Redactor,
+    journal: Option<&'a mut Journal>,
+    sink: &'a mut dyn Sink,
+    opts: &'a ExecOptions,
+    http: reqwest::Client,
+    state: RunState,
+    seq: u64,
+    status: Vec<StepStatus>,
+    attempts: Vec<u32>,
+    remaining: Vec<usize>,
+    cancelled: Vec<bool>,
+    rendered: Vec<Option<Value>>,
+    ready: VecDeque<usize>,
+    run_failed: bool,
+}
+
+/// Runs (or resumes) a playbook. `prior` is the state of the run being resumed, and
+/// `first` its first event of this session (`run_started` or `run_resumed`).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    pb: &Playbook,
+    run_id: &str,
+    prepared: Prepared,
+    first: EventKind,
+    prior: Option<RunState>,
+    journal: Option<&mut Journal>,
+    sink: &mut dyn Sink,
+    opts: &ExecOptions,
+) -> Result<(Outcome, RunState), StateError> {
+    let n = pb.steps.len();
+    let seq = prior.as_ref().map_or(0, |s| s.seq);
+    let http = crate::steps::support::http_client()
+        .map_err(|e| StateError::Io { path: "http".into(), source: std::io::Error::other(e) })?;
+    let placeholder_state = RunState {
+        run_id: run_id.to_owned(),
+        playbook: pb.name.clone(),
+        file: pb.file.clone(),
+        sha256: pb.sha256.clone(),
+        status: RunStatus::Running,
+        started_at: String::new(),
+        finished_at: None,
+        inputs: Value::Null,
+        steps: Default::default(),
+        warnings: Vec::new(),
+        seq,
+    };
+    let mut d = Dispatcher {
+        pb,
+        run_id: run_id.to_owned(),
+        ctx: prepared.context,
+        redactor: prepared.redactor,
+        journal,
+        sink,
+        opts,
+        http,
+        state: prior.unwrap_or(placeholder_state),
+        seq,
+        status: vec![StepStatus::Pending; n],
+        attempts: vec![0; n],
+        remaining: vec![0; n],
+        cancelled: vec![false; n],
+        rendered: vec![None; n],
+        ready: VecDeque::new(),
+        run_failed: false,
+    };
+    d.emit(first, true)?;
+    for w in prepared.warnings {
+        d.emit(EventKind::Warning { message: w }, false)?;
+    }
+    d.init_from_state();
+    d.main_loop().await
+}
+
+impl<'a> Dispatcher<'a> {
+    fn init_from_state(&mut self) {
+        for (i, step) in self.pb.steps.iter().enumerate() {
+            if let Some(s) = self.state.steps.get(&step.id) {
+                self.status[i] = match s.status {
+                    StepStatus::Running => StepStatus::Interrupted,
+                    other => other,
+                };
+                if matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped) {
+                    self.ctx.steps.set(&step.id, s.status.as_str(), self.outputs_view(&step.id, &s.outputs));
+                }
+            }
+        }
+        for i in 0..self.pb.steps.len() {
+            self.remaining[i] = self.pb.dag.needs(i).iter().filter(|&&j| !self.is_resolved(j)).count();
+        }
+        for &i in self.pb.dag.topo() {
+            if self.status[i] == StepStatus::Pending && self.remaining[i] == 0 {
+                self.ready.push_back(i);
+            }
+        }
+    }
+
+    fn outputs_view(&self, id: &str, outputs: &Value) -> JValue {
+        if self.opts.dry_run {
+            Placeholder::value(format!("steps.{id}.outputs"))
+        } else {
+            JValue::from(minijinja::value::Serde(outputs))
+        }
+    }
+
+    fn is_resolved(&self, i: usize) -> bool {
+        self.cancelled[i] || matches!(self.status[i], StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
+    }
+
+    fn emit(&mut self, mut kind: EventKind, durable: bool) -> Result<(), StateError> {
+        if !self.redactor.is_empty() {
+            self.redact(&mut kind);
+        }
+        self.seq += 1;
+        let ev = Event { seq: self.seq, at: jiff::Timestamp::now().to_string(), run_id: self.run_id.clone(), kind };
+        if let EventKind::RunStarted { .. } = ev.kind {
+            if let Some(s) = RunState::new(&ev) {
+                self.state = s;
+            }
+        } else {
+            self.state.apply(&ev);
+        }
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.append(&ev)?;
+            if durable {
+                j.sync()?;
+            }
+        }
+        self.sink.event(&ev);
+        Ok(())
+    }
+
+    fn redact(&self, kind: &mut EventKind) {
+        let r = &self.redactor;
+        let s = |x: &mut String| {
+            if let std::borrow::Cow::Owned(v) = r.redact(x) {
+                *x = v;
+            }
+        };
+        match kind {
+            EventKind::RunStarted { inputs, .. } => r.redact_value(inputs),
+            EventKind::StepRetrying { error, .. } => s(error),
+            EventKind::StepPlanned { plan, .. } => s(plan),
+            EventKind::StepFinished { outputs, error, hint, reason, .. } => {
+                r.redact_value(outputs);
+                for x in [error, hint, reason].into_iter().flatten() {
+                    s(x);
+                }
+            }
+            EventKind::StepWaiting { message, .. } | EventKind::Warning { message } => s(message),
+            EventKind::RunFinished { message: Some(m), .. } => s(m),
+            _ => {}
+        }
+    }
+
+    async fn main_loop(mut self) -> Result<(Outcome, RunState), StateError> {
+        let mut tasks: JoinSet<TaskResult> = JoinSet::new();
+        let mut sigint = signal(SignalKind::interrupt()).map_err(|e| StateError::Io { path: "SIGINT".into(), source: e })?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
+        let max = self.opts.max_parallel.max(1);
+        loop {
+            while tasks.len() < max {
+                let Some(i) = self.ready.pop_front() else { break };
+                self.consider(i, &mut tasks)?;
+            }
+            if tasks.is_empty() {
+                if self.ready.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            if let Some(j) = self.journal.as_deref_mut() {
+                j.flush()?;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, result) = match joined {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // A step that panicked: find it among the running ones.
+                            let i = (0..self.status.len()).find(|&i| self.status[i] == StepStatus::Running && !e.is_cancelled()).unwrap_or(0);
+                            (i, Err(StepError::failed(format!("internal error in the step: {e}"))))
+                        }
+                    };
+                    self.handle(i, result, &mut tasks)?;
+                }
+                _ = sigint.recv() => return self.interrupted(tasks).await,
+                _ = sigterm.recv() => return self.interrupted(tasks).await,
+            }
+        }
+        self.finish_run()
+    }
+
+    async fn interrupted(mut self, mut tasks: JoinSet<TaskResult>) -> Result<(Outcome, RunState), StateError> {
+        tasks.shutdown().await;
+        for i in 0..self.status.len() {
+            if self.status[i] == StepStatus::Running {
+                self.status[i] = StepStatus::Interrupted;
+                let step = self.pb.steps[i].id.clone();
+                self.emit(EventKind::StepInterrupted { step }, false)?;
+            }
+        }
+        self.emit(
+            EventKind::RunFinished {
+                status: RunStatus::Interrupted,
+                message: Some(format!("interrupted; continue with `runbook resume {}`", self.run_id)),
+            },
+            true,
+        )?;
+        Ok((Outcome::Interrupted, self.state))
+    }
+
+    fn finish_run(mut self) -> Result<(Outcome, RunState), StateError> {
+        let ids = |want: StepStatus, s: &Self| -> Vec<String> {
+            (0..s.status.len()).filter(|&i| s.status[i] == want).map(|i| s.pb.steps[i].id.clone()).collect()
+        };
+        let waiting = ids(StepStatus::Waiting, &self);
+        let interrupted = ids(StepStatus::Interrupted, &self);
+        let (outcome, status, message) = if self.run_failed {
+            let failed = ids(StepStatus::Failed, &self);
+            (Outcome::Failed, RunStatus::Failed, Some(format!("failed: {}", failed.join(", "))))
+        } else if !waiting.is_empty() {
+            let approve: Vec<String> = waiting.iter().map(|w| format!("--approve {w}")).collect();
+            let msg = format!("waiting for approval: {}; continue with `runbook resume {} {}`", waiting.join(", "), self.run_id, approve.join(" "));
+            (Outcome::Paused, RunStatus::Paused, Some(msg))
+        } else if !interrupted.is_empty() {
+            let msg = format!(
+                "interrupted steps not re-run: {}; continue with `runbook resume {} --rerun-interrupted`",
+                interrupted.join(", "),
+                self.run_id
+            );
+            (Outcome::Paused, RunStatus::Paused, Some(msg))
+        } else {
+            (Outcome::Succeeded, RunStatus::Succeeded, None)
+        };
+        self.emit(EventKind::RunFinished { status, message }, true)?;
+        Ok((outcome, self.state))
+    }
+
+    fn decide(&self, i: usize) -> Decision {
+        let step = &self.pb.steps[i];
+        let needs = self.pb.dag.needs(i);
+        let failed_hard = |j: usize| self.status[j] == StepStatus::Failed && !self.pb.steps[j].continue_on_error;
+        let ok = |j: usize| {
+            matches!(self.status[j], StepStatus::Succeeded | StepStatus::Skipped)
+                || (self.status[j] == StepStatus::Failed && self.pb.steps[j].continue_on_error)
+        };
+        let name = |j: usize| self.pb.steps[j].id.as_str();
+        let failed: Vec<&str> = needs.iter().copied().filter(|&j| failed_hard(j)).map(name).collect();
+        let cancelled: Vec<&str> = needs.iter().copied().filter(|&j| self.cancelled[j]).map(name).collect();
+        match step.trigger {
+            Trigger::Success => {
+                if !failed.is_empty() {
+                    return Decision::Skip(format!("trigger success: {} failed", failed.join(", ")));
+                }
+                if !cancelled.is_empty() || !needs.iter().all(|&j| ok(j)) {
+                    return Decision::Cancel(format!("not started: {} did not run", cancelled.join(", ")));
+                }
+                if self.run_failed {
+                    return Decision::Cancel("not started: the run had already failed".into());
+                }
+            }
+            Trigger::Failure => {
+                if failed.is_empty() {
+                    if !cancelled.is_empty() {
+                        return Decision::Cancel(format!("not started: {} did not run", cancelled.join(", ")));
+                    }
+                    return Decision::Skip("trigger failure: no need failed".into());
+                }
+            }
+            Trigger::Always => {}
+        }
+        Decision::Start
+    }
+
+    fn consider(&mut self, i: usize, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
+        match self.decide(i) {
+            Decision::Skip(reason) => return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(reason)),
+            Decision::Cancel(reason) => {
+                self.cancelled[i] = true;
+                let step = self.pb.steps[i].id.clone();
+                self.emit(
+                    EventKind::StepFinished { step, status: StepStatus::Pending, attempts: 0, outputs: Value::Null, error: None, hint: None, reason: Some(reason) },
+                    false,
+                )?;
+                self.resolve(i);
+                return Ok(());
+            }
+            Decision::Start => {}
+        }
+        let step = &self.pb.steps[i];
+        match &step.when {
+            Some(When::Const(false)) => {
+                return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some("when: false".into()));
+            }
+            Some(When::Expr(expr)) => {
+                let reads_steps = self.opts.dry_run
+                    && template::expression_references(expr).is_ok_and(|r| r.iter().any(|x| x.starts_with("steps")));
+                if !reads_steps {
+                    match template::eval_bool(expr, self.ctx.value()) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(format!("when `{expr}` is false")));
+                        }
+                        Err(e) if self.opts.dry_run => {
+                            let message = format!("step `{}`: `when` cannot be evaluated yet: {e}", step.id);
+                            self.emit(EventKind::Warning { message }, false)?;
+                        }
+                        Err(e) => {
+                            return self.finish(i, StepStatus::Failed, Value::Null, Some(format!("`when` failed: {e}")), None, None);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let params = match template::render_value(&step.params, self.ctx.value(), "with") {
+            Ok(p) => p,
+            Err(e) if self.opts.dry_run => {
+                let message = format!("step `{}`: {e} (shown unrendered)", step.id);
+                self.emit(EventKind::Warning { message }, false)?;
+                step.params.clone()
+            }
+            Err(e) => {
+                return self.finish(i, StepStatus::Failed, Value::Null, Some(format!("cannot render {e}")), None, None);
+            }
+        };
+        if self.opts.dry_run {
+            let id = step.id.clone();
+            let plan = step.kind.plan(&params);
+            self.attempts[i] = 1;
+            self.emit(EventKind::StepStarted { step: id.clone(), attempt: 1 }, false)?;
+            self.emit(EventKind::StepPlanned { step: id, plan }, false)?;
+            return self.finish(i, StepStatus::Succeeded, Value::Null, None, None, Some("dry run".into()));
+        }
+        self.rendered[i] = Some(params);
+        self.start_attempt(i, Duration::ZERO, tasks)
+    }
+
+    fn start_attempt(&mut self, i: usize, delay: Duration, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
+        self.attempts[i] += 1;
+        self.status[i] = StepStatus::Running;
+        let step = &self.pb.steps[i];
+        let attempt = self.attempts[i];
+        // The crash rule: a step that changes the world is on disk as started before it starts.
+        self.emit(EventKind::StepStarted { step: step.id.clone(), attempt }, !step.idempotent)?;
+        let step = &self.pb.steps[i];
+        let kind = step.kind;
+        let timeout = step.timeout;
+        let params = self.rendered[i].clone().unwrap_or(Value::Null);
+        let sctx = StepContext {
+            run_id: self.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            http: self.http.clone(),
+            gate: self.opts.gate.clone(),
+            work_dir: self.opts.work_dir.clone(),
+        };
+        tasks.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let fut = kind.run(&sctx, params);
+            let result = match timeout {
+                Some(t) => match tokio::time::timeout(t, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StepError::failed(format!("timed out after {}", format_duration(t)))
+                        .with_hint("raise the step's `timeout` if it legitimately takes longer")),
+                },
+                None => fut.await,
+            };
+            (i, result)
+        });
+        Ok(())
+    }
+
+    fn handle(&mut self, i: usize, result: Result<Outputs, StepError>, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
+        let step = &self.pb.steps[i];
+        let max = step.retry.attempts;
+        let attempt = self.attempts[i];
+        match result {
+            Ok(outputs) => {
+                let Some(until) = step.retry.until.clone() else {
+                    return self.finish(i, StepStatus::Succeeded, outputs, None, None, None);
+                };
+                match template::eval_bool(&until, &self.ctx.with_outputs(&outputs)) {
+                    Ok(true) => self.finish(i, StepStatus::Succeeded, outputs, None, None, None),
+                    Ok(false) if attempt < max => self.retry(i, format!("retry.until `{until}` is false"), tasks),
+                    Ok(false) => self.finish(
+                        i,
+                        StepStatus::Failed,
+                        outputs,
+                        Some(format!("retry.until `{until}` still false after {attempt} attempt(s)")),
+                        None,
+                        None,
+                    ),
+                    Err(e) => self.finish(i, StepStatus::Failed, outputs, Some(format!("retry.until failed: {e}")), None, None),
+                }
+            }
+            Err(StepError::NeedsApproval { message }) => {
+                self.status[i] = StepStatus::Waiting;
+                let step = step.id.clone();
+                self.emit(EventKind::StepWaiting { step, message }, true)
+            }
+            Err(StepError::Failed { message, hint, outputs }) => {
+                if attempt < max {
+                    self.retry(i, message, tasks)
+                } else {
+                    self.finish(i, StepStatus::Failed, outputs.unwrap_or(Value::Null), Some(message), hint, None)
+                }
+            }
+        }
+    }
+
+    fn retry(&mut self, i: usize, error: String, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
+        let delay = self.pb.steps[i].retry.delay_before(self.attempts[i] + 1);
+        let step = self.pb.steps[i].id.clone();
+        let attempt = self.attempts[i];
+        self.emit(EventKind::StepRetrying { step, attempt, error, delay_ms: delay.as_millis() as u64 }, false)?;
+        self.start_attempt(i, delay, tasks)
+    }
+
+    fn finish(
+        &mut self,
+        i: usize,
+        status: StepStatus,
+        outputs: Value,
+        error: Option<String>,
+        hint: Option<String>,
+        reason: Option<String>,
+    ) -> Result<(), StateError> {
+        let step = &self.pb.steps[i];
+        self.status[i] = status;
+        if status == StepStatus::Failed && !step.continue_on_error {
+            self.run_failed = true;
+        }
+        let view = self.outputs_view(&step.id, &outputs);
+        self.ctx.steps.set(&step.id, status.as_str(), view);
+        let durable = !step.idempotent && !self.opts.dry_run;
+        let ev = EventKind::StepFinished {
+            step: step.id.clone(),
+            status,
+            attempts: self.attempts[i],
+            outputs,
+            error,
+            hint,
+            reason,
+        };
+        self.emit(ev, durable)?;
+        self.resolve(i);
+        Ok(())
+    }
+
+    fn resolve(&mut self, i: usize) {
+        for &d in self.pb.dag.dependents(i) {
+            self.remaining[d] -= 1;
+            if self.remaining[d] == 0 && self.status[d] == StepStatus::Pending {
+                self.ready.push_back(d);
+            }
+        }
+    }
+}

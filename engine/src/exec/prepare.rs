@@ -1,0 +1,110 @@
+//! What happens before the first step: inputs and vars rendered, secrets known, run id.
+
+use crate::graph::Dag;
+use crate::playbook::Playbook;
+use crate::state::{RunState, StepStatus};
+use crate::template::{self, Context, Redactor};
+use indexmap::IndexMap;
+use minijinja::Value as JValue;
+use serde_json::Value;
+
+pub struct Prepared {
+    pub context: Context,
+    pub redactor: Redactor,
+    /// Inputs as stored: secret ones replaced by `***`.
+    pub stored_inputs: Value,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the template context of a run. `dry` renders what it can and leaves placeholders.
+pub fn prepare_context(
+    pb: &Playbook,
+    inputs: &IndexMap<String, Value>,
+    run_id: &str,
+    started_at: &str,
+    dry: bool,
+) -> Result<Prepared, String> {
+    let mut redactor = Redactor::new();
+    let mut warnings = Vec::new();
+    let mut stored = serde_json::Map::new();
+    for (name, v) in inputs {
+        let secret = pb.inputs.get(name).is_some_and(|i| i.secret);
+        if secret {
+            if let Some(s) = v.as_str() {
+                if !redactor.add(s) && !s.is_empty() {
+                    warnings.push(format!("secret input `{name}` is too short to be redacted reliably"));
+                }
+            }
+            stored.insert(name.clone(), Value::String(template::redact::MASK.into()));
+        } else {
+            stored.insert(name.clone(), v.clone());
+        }
+    }
+    for name in &pb.secrets {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => {
+                if !redactor.add(&v) {
+                    warnings.push(format!("secret ${name} is too short to be redacted reliably"));
+                }
+            }
+            _ => warnings.push(format!("secret ${name} is not set{}", if dry { " (a real run would need it)" } else { "" })),
+        }
+    }
+    let run = JValue::from_iter([
+        ("id", JValue::from(run_id)),
+        ("started_at", JValue::from(started_at)),
+        ("playbook", JValue::from(pb.name.as_str())),
+    ]);
+    let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run);
+    let mut vars = serde_json::Map::new();
+    let mut ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
+    for (name, raw) in &pb.vars {
+        let v = match template::render_value(raw, ctx.value(), &format!("vars.{name}")) {
+            Ok(v) => v,
+            Err(e) if dry => {
+                warnings.push(format!("var `{name}` cannot be rendered yet: {}", redactor.redact(&e.message)));
+                Value::String(format!("<vars.{name}>"))
+            }
+            Err(e) => return Err(format!("cannot render {}", redactor.redact(&e.message))),
+        };
+        vars.insert(name.clone(), v);
+        ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
+    }
+    Ok(Prepared { context: ctx, redactor, stored_inputs: Value::Object(stored), warnings })
+}
+
+/// A run id people can read and sort: `20261127-101502-s1-full-outage-3f9a`.
+pub fn new_run_id(playbook: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let nanos = now.subsec_nanosecond() as u32;
+    let salt = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
+    format!("{}-{}-{:04x}", now.strftime("%Y%m%d-%H%M%S"), playbook, salt)
+}
+
+/// The steps a resume runs again: failed, pending, waiting and interrupted ones (the
+/// latter only if allowed), `--from` and everything downstream of it, and every step
+/// downstream of a re-run step that did not succeed (it was skipped or not started
+/// because of what is now being re-run).
+pub fn resume_reset(
+    pb: &Playbook,
+    dag: &Dag,
+    state: &RunState,
+    from: Option<usize>,
+    rerun_interrupted: bool,
+) -> Vec<usize> {
+    let status = |i: usize| state.steps.get(&pb.steps[i].id).map_or(StepStatus::Pending, |s| s.status);
+    let mut roots: Vec<usize> = (0..pb.steps.len())
+        .filter(|&i| match status(i) {
+            StepStatus::Failed | StepStatus::Pending | StepStatus::Waiting | StepStatus::Running => true,
+            StepStatus::Interrupted => rerun_interrupted || pb.steps[i].idempotent,
+            StepStatus::Succeeded | StepStatus::Skipped => false,
+        })
+        .collect();
+    let forced = from.map(|f| dag.downstream([f])).unwrap_or_else(|| vec![false; pb.steps.len()]);
+    roots.extend((0..pb.steps.len()).filter(|&i| forced[i]));
+    let down = dag.downstream(roots.iter().copied());
+    (0..pb.steps.len())
+        .filter(|&i| forced[i] || (down[i] && (status(i) != StepStatus::Succeeded || roots.contains(&i))))
+        .filter(|&i| status(i) != StepStatus::Interrupted || rerun_interrupted || pb.steps[i].idempotent || forced[i])
+        .collect()
+}

@@ -1,0 +1,755 @@
+//! Loading and checking: every rule of the format, all problems of a file in one pass.
+
+use super::diag::{did_you_mean, Diagnostic, Diagnostics};
+use super::inputs::{check_enum, check_value};
+use super::model::{Playbook, Retry, Step, When};
+use super::node::{Node, NodeKind, Pos};
+use super::raw::{RawInput, RawObjectives, RawStep, WhenValue};
+use crate::graph::Dag;
+use crate::steps::{self, Seg};
+use crate::template;
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+/// A playbook larger than this is refused before parsing: real ones are a few KiB, and
+/// 10,000 generated steps are about 1 MiB.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+pub fn load(path: &Path) -> Result<Playbook, LoadError> {
+    let file = path.display().to_string();
+    let io = |e: std::io::Error| LoadError::Io { file: file.clone(), message: format!("cannot read the playbook: {e}") };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(LoadError::Invalid(vec![Diagnostic::new(
+            &file,
+            Pos { line: 1, col: 1 },
+            format!("the file is {:.1} MiB; a playbook may be at most {} MiB", len as f64 / 1048576.0, MAX_FILE_BYTES >> 20),
+        )
+        .with_hint("split it into several playbooks")]));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        LoadError::Invalid(vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, format!("the file is not UTF-8: {e}"))])
+    })?;
+    load_str(&file, text, Some(path))
+}
+
+pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playbook, LoadError> {
+    let root = parse_yaml(file, &text)?;
+    let mut checker = Checker { diags: Diagnostics::new(file) };
+    let checked = checker.playbook(&root);
+    match checked {
+        Some(parts) if checker.diags.is_empty() => {
+            let sha256 = hex(&Sha256::digest(text.as_bytes()));
+            Ok(Playbook {
+                name: parts.name,
+                description: parts.description,
+                severity: parts.severity,
+                objectives: parts.objectives,
+                inputs: parts.inputs,
+                vars: parts.vars,
+                secrets: parts.secrets,
+                index: parts.index,
+                dag: parts.dag.expect("no diagnostics means the DAG was built"),
+                steps: parts.steps,
+                file: file.to_owned(),
+                path: path.map(Path::to_path_buf),
+                text,
+                sha256,
+            })
+        }
+        _ => Err(LoadError::Invalid(checker.diags.into_sorted())),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
+    // Playbooks are small and shallow; these bounds turn alias bombs, deep nesting and
+    // generated monsters into errors instead of a hang or an out-of-memory kill.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_nodes: 400_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_documents: 1,
+            max_total_scalar_bytes: MAX_FILE_BYTES as usize,
+        },
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
+        let pos = e.location().map(|l| Pos { line: l.line().max(1), col: l.column().max(1) }).unwrap_or(Pos { line: 1, col: 1 });
+        let msg = yaml_message(&e);
+        LoadError::Invalid(vec![Diagnostic::new(file, pos, format!("invalid YAML: {msg}"))])
+    })
+}
+
+/// serde-saphyr's message without its own "at line X, column Y" (we print file:line:col).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let full = e.without_snippet().to_string();
+    let first = full.lines().next().unwrap_or("").trim();
+    let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
+    cut.trim_end_matches(',').to_owned()
+}
+
+struct Parts {
+    name: String,
+    description: Option<String>,
+    severity: Option<String>,
+    objectives: RawObjectives,
+    inputs: IndexMap<String, RawInput>,
+    vars: IndexMap<String, Value>,
+    secrets: Vec<String>,
+    steps: Vec<Step>,
+    index: HashMap<String, usize>,
+    dag: Option<Dag>,
+}
+
+const TOP_KEYS: &[&str] =
+    &["apiVersion", "name", "description", "severity", "objectives", "inputs", "vars", "secrets", "steps"];
+const RUN_FIELDS: &[&str] = &["id", "started_at", "playbook"];
+/// minijinja globals a template may call without declaring them.
+const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner", "loop", "caller", "self", "super", "varargs", "kwargs"];
+
+/// Where a template stands, which decides what it may reference.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// `vars.<name>` at this index: inputs, env, run and earlier vars.
+    Var(usize),
+    /// A step's `with` or `when`.
+    Step(usize),
+    /// A step's `retry.until`: also its own `outputs`.
+    Until(usize),
+}
+
+struct Checker {
+    diags: Diagnostics,
+}
+
+struct PendingRefs {
+    scope: Scope,
+    pos: Pos,
+    refs: Vec<String>,
+}
+
+impl Checker {
+    fn de<T: DeserializeOwned>(&mut self, node: &Node, what: &str) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                let mut pos = node.locate(err.path());
+                let inner = err.inner().to_string();
+                let path = err.path().to_string();
+                let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+                let (message, hint) = match unknown_field(&inner) {
+                    Some((field, expected)) => {
+                        // The error names the map; point at the stray key itself.
+                        let mut map = node;
+                        for seg in err.path().iter() {
+                            if let serde_path_to_error::Segment::Map { key } = seg {
+                                map = map.get(key).unwrap_or(map);
+                            } else if let serde_path_to_error::Segment::Seq { index } = seg {
+                                map = map.index(*index).unwrap_or(map);
+                            }
+                        }
+                        if let Some((k, _)) = map.entry(&field) {
+                            pos = k.pos;
+                        }
+                        let dym = did_you_mean(&field, expected.iter().map(String::as_str));
+                        let msg = match dym {
+                            Some(s) => format!("{what}{at}unknown key `{field}` (did you mean `{s}`?)"),
+                            None => format!("{what}{at}unknown key `{field}`"),
+                        };
+                        (msg, Some(format!("allowed keys: {}", expected.join(", "))))
+                    }
+                    None => (format!("{what}{at}{inner}"), None),
+                };
+                let d = self.diags.error(pos, message);
+                if let Some(h) = hint {
+                    d.hint = Some(h);
+                }
+                None
+            }
+        }
+    }
+
+    fn playbook(&mut self, root: &Node) -> Option<Parts> {
+        let NodeKind::Map(entries) = &root.kind else {
+            self.diags
+                .error(root.pos, "a playbook is a YAML mapping")
+                .hint = Some("start with `apiVersion: runbook/v1`, then `name:` and `steps:`".into());
+            return None;
+        };
+        for (key, _) in entries {
+            if !TOP_KEYS.contains(&key.name.as_str()) {
+                let msg = match did_you_mean(&key.name, TOP_KEYS.iter().copied()) {
+                    Some(s) => format!("unknown key `{}` (did you mean `{s}`?)", key.name),
+                    None => format!("unknown key `{}`", key.name),
+                };
+                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", TOP_KEYS.join(", ")));
+            }
+        }
+        let top = Pos { line: 1, col: 1 };
+        match root.get("apiVersion") {
+            None => self.diags.error(top, "missing `apiVersion: runbook/v1`").hint = None,
+            Some(n) if n.as_str() != Some("runbook/v1") => {
+                self.diags.error(n.pos, format!("unsupported apiVersion `{}`", scalar_text(n))).hint =
+                    Some("this version of runbook reads `runbook/v1`".into());
+            }
+            _ => {}
+        }
+        let name = match root.get("name") {
+            None => {
+                self.diags.error(top, "missing `name`").hint = Some("add `name: my-playbook` ([a-z0-9-]+)".into());
+                String::new()
+            }
+            Some(n) => {
+                let s = scalar_text(n);
+                if s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                    self.diags.error(n.pos, format!("invalid name `{s}`: use lowercase letters, digits and `-`"));
+                }
+                s
+            }
+        };
+        let description = root.get("description").and_then(|n| self.de::<String>(n, "description: "));
+        let severity = root.get("severity").and_then(|n| {
+            let s = self.de::<String>(n, "severity: ")?;
+            let ok = s.len() >= 2
+                && matches!(&s[..2], "S1" | "S2" | "S3" | "S4")
+                && s[2..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
+            if !ok {
+                self.diags.error(n.pos, format!("invalid severity `{s}`")).hint =
+                    Some("start with S1, S2, S3 or S4 (text may follow: `S1 full outage`)".into());
+            }
+            Some(s)
+        });
+        let objectives = root.get("objectives").and_then(|n| self.de::<RawObjectives>(n, "objectives: ")).unwrap_or_default();
+        let inputs = self.inputs(root.get("inputs"));
+        let secrets = self.secrets(root.get("secrets"));
+        let mut pending = Vec::new();
+        let vars = self.vars(root.get("vars"), &mut pending);
+        let Some(steps_node) = root.get("steps") else {
+            self.diags.error(top, "missing `steps`").hint = Some("a playbook needs at least one step".into());
+            return None;
+        };
+        let (steps, index, dag) = self.steps(steps_node, &mut pending);
+        let mut parts = Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag };
+        self.references(&parts, pending);
+        if parts.dag.is_none() {
+            parts.steps.clear();
+        }
+        Some(parts)
+    }
+
+    fn inputs(&mut self, node: Option<&Node>) -> IndexMap<String, RawInput> {
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        let NodeKind::Map(entries) = &node.kind else {
+            self.diags.error(node.pos, "`inputs` must be a mapping of input names to their declarations");
+            return out;
+        };
+        for (key, decl) in entries {
+            if !is_identifier(&key.name) {
+                self.diags.error(key.pos, format!("invalid input name `{}`: use letters, digits and `_`", key.name));
+            }
+            let what = format!("input `{}`: ", key.name);
+            let Some(spec) = self.de::<RawInput>(decl, &what) else { continue };
+            if let Some(d) = &spec.default {
+                if let Err(e) = check_value(spec.kind, d).and_then(|v| check_enum(&key.name, &spec, &v)) {
+                    let pos = decl.get("default").map_or(decl.pos, |n| n.pos);
+                    self.diags.error(pos, format!("{what}default: {e}"));
+                }
+            }
+            if let Some(allowed) = &spec.allowed {
+                for (i, a) in allowed.iter().enumerate() {
+                    if let Err(e) = check_value(spec.kind, a) {
+                        let pos = decl.get("enum").and_then(|n| n.index(i)).map_or(decl.pos, |n| n.pos);
+                        self.diags.error(pos, format!("{what}enum: {e}"));
+                    }
+                }
+            }
+            if spec.secret && spec.default.is_some() {
+                let pos = decl.get("default").map_or(decl.pos, |n| n.pos);
+                self.diags.error(pos, format!("{what}a secret input cannot have a default")).hint =
+                    Some("a default is stored in the playbook in clear; pass the secret at run time".into());
+            }
+            out.insert(key.name.clone(), spec);
+        }
+        out
+    }
+
+    fn secrets(&mut self, node: Option<&Node>) -> Vec<String> {
+        let Some(node) = node else { return Vec::new() };
+        let Some(list) = self.de::<Vec<String>>(node, "secrets: ") else { return Vec::new() };
+        for (i, s) in list.iter().enumerate() {
+            let ok = s.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                let pos = node.index(i).map_or(node.pos, |n| n.pos);
+                self.diags.error(pos, format!("`{s}` is not an environment variable name")).hint =
+                    Some("`secrets` lists env vars (e.g. VERCEL_TOKEN) whose values are redacted".into());
+            }
+        }
+        list
+    }
+
+    fn vars(&mut self, node: Option<&Node>, pending: &mut Vec<PendingRefs>) -> IndexMap<String, Value> {
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        let NodeKind::Map(entries) = &node.kind else {
+            self.diags.error(node.pos, "`vars` must be a mapping of names to values");
+            return out;
+        };
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if !is_identifier(&key.name) {
+                self.diags.error(key.pos, format!("invalid var name `{}`: use letters, digits and `_`", key.name));
+            }
+            self.templates_in(value, Scope::Var(i), pending);
+            out.insert(key.name.clone(), value.to_json());
+        }
+        out
+    }
+
+    /// Finds every template string under `node`, checks its syntax and queues its references.
+    fn templates_in(&mut self, node: &Node, scope: Scope, pending: &mut Vec<PendingRefs>) {
+        match &node.kind {
+            NodeKind::Str(s) if template::is_template(s) => match template::template_references(s) {
+                Ok(refs) => pending.push(PendingRefs { scope, pos: node.pos, refs }),
+                Err(e) => {
+                    self.diags.error(node.pos, format!("invalid template: {e}"));
+                }
+            },
+            NodeKind::Seq(items) => items.iter().for_each(|n| self.templates_in(n, scope, pending)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(_, n)| self.templates_in(n, scope, pending)),
+            _ => {}
+        }
+    }
+
+    fn expression(&mut self, node: &Node, src: &str, scope: Scope, field: &str, pending: &mut Vec<PendingRefs>) {
+        if template::is_template(src) {
+            self.diags.error(node.pos, format!("`{field}` is an expression: write it without `{{{{ }}}}`")).hint =
+                Some(format!("e.g. `{field}: \"not inputs.dry_drill\"`"));
+            return;
+        }
+        match template::expression_references(src) {
+            Ok(refs) => pending.push(PendingRefs { scope, pos: node.pos, refs }),
+            Err(e) => {
+                self.diags.error(node.pos, format!("invalid `{field}` expression: {e}"));
+            }
+        }
+    }
+
+    fn steps(&mut self, node: &Node, pending: &mut Vec<PendingRefs>) -> (Vec<Step>, HashMap<String, usize>, Option<Dag>) {
+        let NodeKind::Seq(items) = &node.kind else {
+            self.diags.error(node.pos, "`steps` must be a list of steps");
+            return (Vec::new(), HashMap::new(), None);
+        };
+        if items.is_empty() {
+            self.diags.error(node.pos, "`steps` is empty: a playbook needs at least one step");
+        }
+        // Ids first, from the raw nodes, so a broken step does not make its dependents'
+        // `needs` look wrong.
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(items.len());
+        let mut first_pos: HashMap<String, Pos> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(id_node) = item.get("id") else { continue };
+            let id = scalar_text(id_node);
+            if let Some(prev) = first_pos.get(&id) {
+                self.diags.error(id_node.pos, format!("duplicate step id `{id}`")).hint =
+                    Some(format!("first defined at line {}", prev.line));
+                continue;
+            }
+            if id.is_empty() || !id.starts_with(|c: char| c.is_ascii_lowercase())
+                || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                self.diags.error(id_node.pos, format!("invalid step id `{id}`")).hint =
+                    Some("ids are lowercase letters, digits and `_`, starting with a letter ([a-z][a-z0-9_]*)".into());
+            }
+            first_pos.insert(id.clone(), id_node.pos);
+            index.insert(id, i);
+        }
+        let ids: Vec<&str> = {
+            let mut v = vec![""; items.len()];
+            for (id, &i) in &index {
+                v[i] = id.as_str();
+            }
+            v
+        };
+        let mut steps = Vec::with_capacity(items.len());
+        let mut all_ok = true;
+        for (i, item) in items.iter().enumerate() {
+            if !matches!(item.kind, NodeKind::Map(_)) {
+                self.diags.error(item.pos, "a step is a mapping with at least `id` and `type`");
+                all_ok = false;
+                continue;
+            }
+            let label = match item.get("id") {
+                Some(n) => format!("step `{}`: ", scalar_text(n)),
+                None => format!("step #{}: ", i + 1),
+            };
+            let Some(raw) = self.de::<RawStep>(item, &label) else {
+                all_ok = false;
+                continue;
+            };
+            match self.step(i, item, raw, &label, &index, &ids, pending) {
+                Some(step) => steps.push(step),
+                None => all_ok = false,
+            }
+        }
+        if !all_ok || steps.len() != items.len() || index.len() != items.len() {
+            return (steps, index, None);
+        }
+        match Dag::build(steps.iter().map(|s| s.needs.clone()).collect()) {
+            Ok(dag) => (steps, index, Some(dag)),
+            Err(cycles) => {
+                for cycle in cycles {
+                    let path: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
+                    let first = &steps[cycle[0]];
+                    let pos = items[cycle[0]].get("needs").map_or(first.pos, |n| n.pos);
+                    self.diags.error(pos, format!("dependency cycle: {}", path.join(" -> "))).hint =
+                        Some("remove one of these `needs` to break the cycle".into());
+                }
+                (steps, index, None)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        i: usize,
+        node: &Node,
+        raw: RawStep,
+        label: &str,
+        index: &HashMap<String, usize>,
+        ids: &[&str],
+        pending: &mut Vec<PendingRefs>,
+    ) -> Option<Step> {
+        let mut ok = true;
+        let type_pos = node.get("type").map_or(node.pos, |n| n.pos);
+        let kind = match steps::lookup(&raw.kind) {
+            Some(k) => Some(k),
+            None => {
+                ok = false;
+                if let Some((_, plan)) = steps::PLANNED.iter().find(|(n, _)| *n == raw.kind) {
+                    self.diags.error(type_pos, format!("{label}step type `{}` is not implemented in this build yet", raw.kind)).hint =
+                        Some(format!("it is planned with {plan} (see docs/steps.md); available: {}", known_list()));
+                } else {
+                    let dym = did_you_mean(&raw.kind, steps::known_names().chain(steps::PLANNED.iter().map(|(n, _)| *n)));
+                    let msg = match dym {
+                        Some(s) => format!("{label}unknown step type `{}` (did you mean `{s}`?)", raw.kind),
+                        None => format!("{label}unknown step type `{}`", raw.kind),
+                    };
+                    self.diags.error(type_pos, msg).hint = Some(format!("known types: {}", known_list()));
+                }
+                None
+            }
+        };
+        let mut needs = Vec::with_capacity(raw.needs.len());
+        let needs_node = node.get("needs");
+        for (n, need) in raw.needs.iter().enumerate() {
+            let pos = needs_node.and_then(|nn| nn.index(n)).map_or(node.pos, |x| x.pos);
+            match index.get(need) {
+                Some(&j) if j == i => {
+                    ok = false;
+                    self.diags.error(pos, format!("{label}needs itself"));
+                }
+                Some(&j) if needs.contains(&j) => {
+                    ok = false;
+                    self.diags.error(pos, format!("{label}needs `{need}` twice"));
+                }
+                Some(&j) => needs.push(j),
+                None => {
+                    ok = false;
+                    let msg = match did_you_mean(need, ids.iter().copied().filter(|s| !s.is_empty())) {
+                        Some(s) => format!("{label}needs unknown step `{need}` (did you mean `{s}`?)"),
+                        None => format!("{label}needs unknown step `{need}`"),
+                    };
+                    self.diags.error(pos, msg);
+                }
+            }
+        }
+        let params = match &raw.params {
+            Some(map) => Value::Object(map.clone().into_iter().collect()),
+            None => Value::Object(Default::default()),
+        };
+        if let Some(with_node) = node.get("with") {
+            if !matches!(with_node.kind, NodeKind::Map(_) | NodeKind::Null) {
+                ok = false;
+            }
+            self.templates_in(with_node, Scope::Step(i), pending);
+        }
+        if let Some(kind) = kind {
+            if let Err(e) = kind.check(&params) {
+                ok = false;
+                let pos = match node.get("with") {
+                    Some(w) => locate_segs(w, &e.path),
+                    None => node.entry("type").map_or(node.pos, |(k, _)| k.pos),
+                };
+                let d = self.diags.error(pos, format!("{label}`{}`: {}", e.path_string(), tidy_serde(&e.message)));
+                if let Some((field, expected)) = unknown_field(&e.message) {
+                    d.message = match did_you_mean(&field, expected.iter().map(String::as_str)) {
+                        Some(s) => format!("{label}`{}`: unknown parameter `{field}` (did you mean `{s}`?)", e.path_string()),
+                        None => format!("{label}`{}`: unknown parameter `{field}`", e.path_string()),
+                    };
+                    d.hint = Some(format!("`{}` takes: {}", kind.name(), expected.join(", ")));
+                }
+            }
+        }
+        let when = match &raw.when {
+            None => None,
+            Some(WhenValue::Bool(b)) => Some(When::Const(*b)),
+            Some(WhenValue::Expr(e)) => {
+                let wn = node.get("when").unwrap_or(node);
+                self.expression(wn, e, Scope::Step(i), "when", pending);
+                Some(When::Expr(e.clone()))
+            }
+        };
+        let mut retry = Retry::default();
+        if let Some(r) = &raw.retry {
+            let rn = node.get("retry").unwrap_or(node);
+            if r.attempts == 0 {
+                ok = false;
+                self.diags.error(rn.get("attempts").map_or(rn.pos, |n| n.pos), format!("{label}`retry.attempts` must be at least 1"));
+            }
+            if let Some(until) = &r.until {
+                self.expression(rn.get("until").unwrap_or(rn), until, Scope::Until(i), "retry.until", pending);
+            }
+            if let (Some(d), Some(m)) = (r.delay, r.max_delay) {
+                if m.0 < d.0 {
+                    self.diags.error(rn.get("max_delay").map_or(rn.pos, |n| n.pos), format!("{label}`retry.max_delay` ({m}) is shorter than `retry.delay` ({d})"));
+                }
+            }
+            retry = Retry {
+                attempts: r.attempts.max(1),
+                delay: r.delay.map(|d| d.0).unwrap_or_default(),
+                backoff: r.backoff,
+                max_delay: r.max_delay.map(|d| d.0),
+                until: r.until.clone(),
+            };
+        }
+        if let Some(t) = raw.timeout {
+            if t.0.is_zero() {
+                self.diags.error(node.get("timeout").map_or(node.pos, |n| n.pos), format!("{label}`timeout` must be more than 0s"));
+            }
+        }
+        let kind = kind?;
+        if !ok {
+            return None;
+        }
+        let idempotent = raw.idempotent.unwrap_or_else(|| kind.idempotent(&params));
+        Some(Step {
+            id: raw.id.clone(),
+            kind,
+            needs,
+            params,
+            when,
+            trigger: raw.trigger.unwrap_or_default(),
+            retry,
+            timeout: raw.timeout.map(|d| d.0),
+            continue_on_error: raw.continue_on_error.unwrap_or(false),
+            idempotent,
+            pos: node.pos,
+            raw,
+        })
+    }
+
+    /// Checks what templates reference, once the DAG is known (step references need it).
+    fn references(&mut self, parts: &Parts, pending: Vec<PendingRefs>) {
+        let var_names: Vec<&str> = parts.vars.keys().map(String::as_str).collect();
+        for p in pending {
+            let mut refs = p.refs;
+            refs.sort();
+            refs.dedup();
+            for r in &refs {
+                if let Some(msg) = self.reference(parts, &var_names, p.scope, r) {
+                    let (message, hint) = msg;
+                    let d = self.diags.error(p.pos, message);
+                    d.hint = hint;
+                }
+            }
+        }
+    }
+
+    fn reference(&self, parts: &Parts, vars: &[&str], scope: Scope, r: &str) -> Option<(String, Option<String>)> {
+        let mut it = r.split('.');
+        let root = it.next().unwrap_or_default();
+        let name = it.next();
+        let field = it.next();
+        let who = match scope {
+            Scope::Var(i) => format!("var `{}`: ", vars.get(i).copied().unwrap_or("?")),
+            Scope::Step(i) | Scope::Until(i) => match parts.steps.iter().find(|s| parts.index.get(&s.id) == Some(&i)) {
+                Some(s) => format!("step `{}`: ", s.id),
+                None => String::new(),
+            },
+        };
+        match root {
+            "inputs" => {
+                let name = name?;
+                if parts.inputs.contains_key(name) {
+                    return None;
+                }
+                let dym = did_you_mean(name, parts.inputs.keys().map(String::as_str)).map(|s| format!(" (did you mean `{s}`?)"));
+                Some((
+                    format!("{who}template uses undeclared input `{name}`{}", dym.unwrap_or_default()),
+                    Some(format!("declare it under `inputs:` (e.g. `{name}: {{ type: string, required: true }}`)")),
+                ))
+            }
+            "vars" => {
+                let name = name?;
+                match vars.iter().position(|v| *v == name) {
+                    Some(j) => match scope {
+                        Scope::Var(i) if j >= i => Some((
+                            format!("{who}uses `vars.{name}`, which is defined {}", if i == j { "by itself" } else { "later" }),
+                            Some("vars are rendered once, in order: move it above".into()),
+                        )),
+                        _ => None,
+                    },
+                    None => {
+                        let dym = did_you_mean(name, vars.iter().copied()).map(|s| format!(" (did you mean `{s}`?)"));
+                        Some((format!("{who}template uses undeclared var `{name}`{}", dym.unwrap_or_default()), Some("declare it under `vars:`".into())))
+                    }
+                }
+            }
+            "env" => None,
+            "run" => match name {
+                Some(n) if !RUN_FIELDS.contains(&n) => {
+                    Some((format!("{who}unknown field `run.{n}`"), Some(format!("`run` has: {}", RUN_FIELDS.join(", ")))))
+                }
+                _ => None,
+            },
+            "steps" => {
+                let i = match scope {
+                    Scope::Var(_) => {
+                        return Some((
+                            format!("{who}vars cannot use step results (`{r}`)"),
+                            Some("vars are rendered once at run start; put this template in the step's `with`".into()),
+                        ));
+                    }
+                    Scope::Step(i) | Scope::Until(i) => i,
+                };
+                let name = name?;
+                let Some(&j) = parts.index.get(name) else {
+                    let dym = did_you_mean(name, parts.index.keys().map(String::as_str)).map(|s| format!(" (did you mean `{s}`?)"));
+                    return Some((format!("{who}template uses unknown step `{name}`{}", dym.unwrap_or_default()), None));
+                };
+                if let Some(f) = field {
+                    if f != "outputs" && f != "status" {
+                        return Some((format!("{who}unknown field `steps.{name}.{f}`"), Some("a step has `outputs` and `status`".into())));
+                    }
+                }
+                if i == j {
+                    return Some((
+                        format!("{who}template reads its own step's results (`{r}`)"),
+                        Some("use `outputs` inside `retry.until`".into()),
+                    ));
+                }
+                let dag = parts.dag.as_ref()?;
+                if dag.is_ancestor(j, i) {
+                    return None;
+                }
+                Some((
+                    format!("{who}template reads `steps.{name}`, but `{name}` is not among its needs (a race)"),
+                    Some(format!("add `{name}` to `needs` (directly or through another step)")),
+                ))
+            }
+            "outputs" if matches!(scope, Scope::Until(_)) => None,
+            "outputs" => Some((format!("{who}`outputs` is only defined in `retry.until`"), Some("use `steps.<id>.outputs`".into()))),
+            g if GLOBALS.contains(&g) => None,
+            other => Some((
+                format!("{who}template uses unknown variable `{other}`"),
+                Some("templates see inputs, vars, env, run and steps".into()),
+            )),
+        }
+    }
+}
+
+fn known_list() -> String {
+    steps::known_names().collect::<Vec<_>>().join(", ")
+}
+
+fn locate_segs(node: &Node, path: &[Seg]) -> Pos {
+    let mut n = node;
+    let mut pos = node.pos;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => n.entry(k).map(|(key, v)| (if matches!(v.kind, NodeKind::Map(_) | NodeKind::Seq(_)) { key.pos } else { v.pos }, v)),
+            Seg::Index(i) => n.index(*i).map(|v| (v.pos, v)),
+        };
+        match next {
+            Some((p, v)) => {
+                pos = p;
+                n = v;
+            }
+            None => {
+                // A missing key, or an unknown one named in the message: stay on the map.
+                break;
+            }
+        }
+    }
+    pos
+}
+
+fn scalar_text(n: &Node) -> String {
+    match &n.kind {
+        NodeKind::Str(s) => s.clone(),
+        NodeKind::Int(i) => i.to_string(),
+        NodeKind::Float(f) => f.to_string(),
+        NodeKind::Bool(b) => b.to_string(),
+        NodeKind::Null => String::new(),
+        NodeKind::Seq(_) | NodeKind::Map(_) => n.to_json().to_string(),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    let field = rest[..end].to_owned();
+    let expected = rest[end..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field, expected))
+}
+
+/// serde's wording, lightly tidied for SREs.
+fn tidy_serde(msg: &str) -> String {
+    msg.replace("invalid type: ", "wrong type: ").replace("data did not match any variant of untagged enum ", "value does not fit ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_parse() {
+        let (f, e) = unknown_field("unknown field `need`, expected one of `id`, `needs`").unwrap();
+        assert_eq!(f, "need");
+        assert_eq!(e, vec!["id", "needs"]);
+    }
+}

@@ -1,0 +1,191 @@
+//! The `runbook/v1` format as serde sees it: every key known, nothing ignored.
+//!
+//! These types are the source of the JSON Schema (`runbook schema`). Steps are
+//! deserialized one by one from their YAML nodes so that a mistake in one step does not
+//! hide the mistakes in the others.
+
+use super::duration::Dur;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A runbook playbook: a DAG of typed steps that carries out a recovery procedure.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runbook playbook (runbook/v1)")]
+pub struct RawPlaybook {
+    /// Always `runbook/v1`.
+    #[serde(rename = "apiVersion")]
+    #[schemars(extend("const" = "runbook/v1"))]
+    pub api_version: String,
+    /// Lowercase letters, digits and dashes.
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `S1`..`S4`, free text allowed after it (`S1 full outage`).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^S[1-4]\b"))]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub objectives: Option<RawObjectives>,
+    #[serde(default)]
+    pub inputs: IndexMap<String, RawInput>,
+    /// Rendered once, in order, at run start; may use inputs, env, run and earlier vars.
+    #[serde(default)]
+    pub vars: IndexMap<String, Value>,
+    /// Names of environment variables whose values are redacted everywhere.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[schemars(with = "Vec<RawStep>")]
+    pub steps: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectives {
+    /// Recovery time objective.
+    #[serde(default)]
+    pub rto: Option<Dur>,
+    /// Recovery point objective: a duration, or text such as `point-in-time`.
+    #[serde(default)]
+    pub rpo: Option<RpoValue>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RpoValue {
+    Duration(Dur),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Int,
+    Float,
+    Bool,
+    List,
+    Map,
+    Timestamp,
+    Duration,
+}
+
+impl InputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Int => "int",
+            InputType::Float => "float",
+            InputType::Bool => "bool",
+            InputType::List => "list",
+            InputType::Map => "map",
+            InputType::Timestamp => "timestamp",
+            InputType::Duration => "duration",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    #[serde(rename = "type", default = "default_input_type")]
+    pub kind: InputType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// Never stored, redacted in every output; `resume` asks for it again.
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The allowed values.
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Value>>,
+}
+
+fn default_input_type() -> InputType {
+    InputType::String
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Run when every need succeeded or was skipped (the default).
+    #[default]
+    Success,
+    /// Run when at least one need failed.
+    Failure,
+    /// Run in any case once the needs have finished.
+    Always,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    #[default]
+    Fixed,
+    Linear,
+    Exponential,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Total number of attempts, the first included (at least 1).
+    #[schemars(range(min = 1))]
+    pub attempts: u32,
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default)]
+    pub max_delay: Option<Dur>,
+    /// Expression over the step's own `outputs`; the step repeats until it is true.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `when:` is an expression (no braces) or a plain boolean.
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum WhenValue {
+    Bool(bool),
+    Expr(String),
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// `[a-z][a-z0-9_]*`, unique in the playbook.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]*$"))]
+    pub id: String,
+    /// The step type; see `runbook schema` or docs/steps.md for the list.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Steps that must finish before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// The step type's parameters; strings may be minijinja templates.
+    #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
+    pub params: Option<IndexMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WhenValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
+    /// Bound on each attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_on_error: Option<bool>,
+    /// Overrides the step type's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+}

@@ -1,0 +1,130 @@
+//! The events of a run: the journal's lines and the `--output json` stream.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Waiting,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Waiting for an approval or a decision about an interrupted step; resumable.
+    Paused,
+    /// Stopped by Ctrl-C, or found dead (a crash); resumable.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Paused => "paused",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One line of the journal, one JSON event on stdout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: String,
+    pub run_id: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        playbook: String,
+        file: String,
+        sha256: String,
+        /// Step ids and types, in file order.
+        steps: Vec<(String, String)>,
+        inputs: Value,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    RunResumed {
+        by: String,
+        /// Steps reset to pending for this resume.
+        reset: Vec<String>,
+        steps: Vec<(String, String)>,
+        sha256: String,
+    },
+    StepStarted {
+        step: String,
+        attempt: u32,
+    },
+    StepRetrying {
+        step: String,
+        attempt: u32,
+        error: String,
+        delay_ms: u64,
+    },
+    /// Dry run only: what the step would do.
+    StepPlanned {
+        step: String,
+        plan: String,
+    },
+    StepFinished {
+        step: String,
+        status: StepStatus,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        outputs: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        /// Why a step was skipped or not started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    StepWaiting {
+        step: String,
+        message: String,
+    },
+    StepInterrupted {
+        step: String,
+    },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}

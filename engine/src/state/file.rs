@@ -1,0 +1,371 @@
+//! The embedded store: one folder per run under `<state-dir>/runs/<run-id>/`.
+//!
+//! ```text
+//! meta.json       format version, run id, playbook name, file and sha256
+//! playbook.yaml   the playbook exactly as run
+//! inputs.json     the inputs, secret ones as "***"
+//! journal.jsonl   header line, then one event per line (append-only)
+//! state.json      compacted snapshot: the fold of the journal up to its `seq`
+//! lock            flock(2) held by the process driving the run; says who
+//! ```
+//! Appends are O(1). A trailing partial line (a crash mid-write) is ignored; any other bad
+//! line is corruption and is reported. The snapshot is written at the end of a session
+//! (temp file, fsync, rename, fsync of the folder); loading takes the snapshot and folds
+//! the journal lines after it.
+
+use super::event::{Event, RunStatus};
+use super::run_state::RunState;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const JOURNAL_VERSION: u32 = 1;
+const JOURNAL_FORMAT: &str = "runbook-journal";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("no run `{run_id}` in {dir}")]
+    NotFound { run_id: String, dir: String },
+    #[error("run `{run_id}` is held by {holder}")]
+    Locked { run_id: String, holder: String },
+    #[error("{path}: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.display().to_string(), source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub format_version: u32,
+    pub run_id: String,
+    pub playbook: String,
+    pub file: String,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub playbook: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {} on {} (since {})", self.pid, self.host, self.since)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+/// A run folder opened for driving: the lock is held as long as this lives.
+pub struct RunDir {
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+impl FileStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("runs").join(run_id)
+    }
+
+    /// Creates the folder of a new run and takes its lock.
+    pub fn create(&self, meta: &RunMeta, playbook_text: &str, inputs: &serde_json::Value) -> Result<RunDir, StateError> {
+        let dir = self.run_dir(&meta.run_id);
+        if dir.exists() {
+            return Err(StateError::Corrupt {
+                path: dir.display().to_string(),
+                message: format!("run `{}` already exists; choose another --run-id or `resume` it", meta.run_id),
+            });
+        }
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = take_lock(&dir, &meta.run_id)?;
+        write_durable(&dir.join("playbook.yaml"), playbook_text.as_bytes())?;
+        write_durable(&dir.join("inputs.json"), &serde_json::to_vec_pretty(inputs).unwrap_or_default())?;
+        write_durable(&dir.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
+        sync_dir(&dir);
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent);
+        }
+        Ok(RunDir { dir, _lock: lock })
+    }
+
+    /// Opens an existing run for driving (resume): takes its lock.
+    pub fn open(&self, run_id: &str) -> Result<RunDir, StateError> {
+        let dir = self.existing(run_id)?;
+        let lock = take_lock(&dir, run_id)?;
+        Ok(RunDir { dir, _lock: lock })
+    }
+
+    fn existing(&self, run_id: &str) -> Result<PathBuf, StateError> {
+        let dir = self.run_dir(run_id);
+        if run_id.is_empty() || run_id.contains('/') || !dir.join("meta.json").is_file() {
+            return Err(StateError::NotFound { run_id: run_id.to_owned(), dir: self.root.join("runs").display().to_string() });
+        }
+        Ok(dir)
+    }
+
+    pub fn meta(&self, run_id: &str) -> Result<RunMeta, StateError> {
+        let path = self.existing(run_id)?.join("meta.json");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let meta: RunMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })?;
+        if meta.format_version != JOURNAL_VERSION {
+            return Err(StateError::Corrupt {
+                path: path.display().to_string(),
+                message: format!("state format version {} is not supported by this runbook (it reads {JOURNAL_VERSION})", meta.format_version),
+            });
+        }
+        Ok(meta)
+    }
+
+    pub fn playbook_text(&self, run_id: &str) -> Result<String, StateError> {
+        let path = self.existing(run_id)?.join("playbook.yaml");
+        fs::read_to_string(&path).map_err(io_err(&path))
+    }
+
+    pub fn inputs(&self, run_id: &str) -> Result<serde_json::Value, StateError> {
+        let path = self.existing(run_id)?.join("inputs.json");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// The state of a run: the snapshot plus the journal after it. A run marked running
+    /// whose lock nobody holds has died; it is reported as interrupted.
+    pub fn load(&self, run_id: &str) -> Result<RunState, StateError> {
+        let dir = self.existing(run_id)?;
+        let mut state = load_state(&dir)?;
+        if state.status == RunStatus::Running && self.holder(run_id).is_none() {
+            state.mark_dead();
+        }
+        Ok(state)
+    }
+
+    /// Who drives the run right now, if anyone.
+    pub fn holder(&self, run_id: &str) -> Option<LockHolder> {
+        let path = self.run_dir(run_id).join("lock");
+        let file = File::open(&path).ok()?;
+        match file.try_lock() {
+            Ok(()) => None,
+            Err(_) => Some(read_holder(&path)),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<RunSummary>, StateError> {
+        let runs = self.root.join("runs");
+        let entries = match fs::read_dir(&runs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StateError::Io { path: runs.display().to_string(), source: e }),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Ok(meta) = self.meta(&id) else { continue };
+            let (status, started_at, finished_at) = match self.load(&id) {
+                Ok(s) => (s.status, s.started_at, s.finished_at),
+                Err(_) => (RunStatus::Interrupted, meta.created_at.clone(), None),
+            };
+            out.push(RunSummary { run_id: id, playbook: meta.playbook, status, started_at, finished_at });
+        }
+        out.sort_by(|a, b| (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id)));
+        Ok(out)
+    }
+}
+
+fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+    if file.try_lock().is_err() {
+        return Err(StateError::Locked { run_id: run_id.to_owned(), holder: read_holder(&path).to_string() });
+    }
+    let holder = LockHolder { pid: std::process::id(), host: hostname(), since: jiff::Timestamp::now().to_string() };
+    file.set_len(0).map_err(io_err(&path))?;
+    file.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes()).map_err(io_err(&path))?;
+    Ok(file)
+}
+
+fn read_holder(path: &Path) -> LockHolder {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(LockHolder { pid: 0, host: "an unknown host".into(), since: "unknown".into() })
+}
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn load_state(dir: &Path) -> Result<RunState, StateError> {
+    let snap_path = dir.join("state.json");
+    let snapshot: Option<RunState> = match fs::read(&snap_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+        Err(_) => None,
+    };
+    let journal_path = dir.join("journal.jsonl");
+    let file = File::open(&journal_path).map_err(io_err(&journal_path))?;
+    let mut state = snapshot;
+    let corrupt = |message: String| StateError::Corrupt { path: journal_path.display().to_string(), message };
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    match lines.next() {
+        Some((_, Ok(header))) => check_header(&header).map_err(corrupt)?,
+        _ => return Err(corrupt("the journal is empty".into())),
+    }
+    while let Some((n, line)) = lines.next() {
+        let line = line.map_err(io_err(&journal_path))?;
+        let is_last = lines.peek().is_none();
+        let ev: Event = match serde_json::from_str(&line) {
+            Ok(ev) => ev,
+            // A crash can leave half a line at the end: the last valid line wins.
+            Err(_) if is_last => break,
+            Err(e) => return Err(corrupt(format!("line {}: {e}", n + 1))),
+        };
+        match &mut state {
+            Some(s) if ev.seq <= s.seq => {}
+            Some(s) => s.apply(&ev),
+            None => {
+                state = RunState::new(&ev);
+                if state.is_none() {
+                    return Err(corrupt(format!("line {}: the journal must start with run_started", n + 1)));
+                }
+            }
+        }
+    }
+    state.ok_or_else(|| corrupt("the journal has no run_started event".into()))
+}
+
+fn check_header(line: &str) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Header {
+        format: String,
+        version: u32,
+    }
+    let h: Header = serde_json::from_str(line).map_err(|e| format!("not a runbook journal: {e}"))?;
+    if h.format != JOURNAL_FORMAT {
+        return Err(format!("not a runbook journal (format `{}`)", h.format));
+    }
+    if h.version != JOURNAL_VERSION {
+        return Err(format!(
+            "journal format version {} is not supported by this runbook (it reads version {JOURNAL_VERSION}); use the runbook release that wrote it",
+            h.version
+        ));
+    }
+    Ok(())
+}
+
+/// The append-only journal of one run.
+pub struct Journal {
+    out: BufWriter<File>,
+    path: PathBuf,
+    dirty: bool,
+}
+
+impl Journal {
+    /// Opens (creating with a header) the journal of a run folder.
+    pub fn open(dir: &Path) -> Result<Journal, StateError> {
+        let path = dir.join("journal.jsonl");
+        let exists = path.exists();
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        if !exists {
+            writeln!(file, "{{\"format\":\"{JOURNAL_FORMAT}\",\"version\":{JOURNAL_VERSION}}}").map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+            sync_dir(dir);
+        } else {
+            // A half-written last line from a crash would glue onto the next event.
+            let len = file.metadata().map_err(io_err(&path))?.len();
+            if len > 0 {
+                let bytes = fs::read(&path).map_err(io_err(&path))?;
+                if bytes.last() != Some(&b'\n') {
+                    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                    file.set_len(keep as u64).map_err(io_err(&path))?;
+                }
+            }
+        }
+        Ok(Journal { out: BufWriter::with_capacity(64 * 1024, file), path, dirty: false })
+    }
+
+    pub fn append(&mut self, ev: &Event) -> Result<(), StateError> {
+        serde_json::to_writer(&mut self.out, ev)
+            .map_err(|e| StateError::Io { path: self.path.display().to_string(), source: e.into() })?;
+        self.out.write_all(b"\n").map_err(io_err(&self.path))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Hands buffered events to the OS: they survive the death of this process.
+    pub fn flush(&mut self) -> Result<(), StateError> {
+        if self.dirty {
+            self.out.flush().map_err(io_err(&self.path))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Flush and fsync: they survive a power cut too.
+    pub fn sync(&mut self) -> Result<(), StateError> {
+        self.out.flush().map_err(io_err(&self.path))?;
+        self.dirty = false;
+        self.out.get_ref().sync_data().map_err(io_err(&self.path))
+    }
+}
+
+impl RunDir {
+    pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(state).map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
+        write_durable(&self.dir.join("state.json"), &bytes)?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    pub fn load(&self) -> Result<RunState, StateError> {
+        load_state(&self.dir)
+    }
+}
+

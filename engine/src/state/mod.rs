@@ -1,0 +1,12 @@
+//! Run state on disk: everything that happens in a run is an [`Event`]; the state of a run
+//! is the fold of its journal ([`RunState`]). The file store keeps, per run, the playbook
+//! as run, its inputs (secrets redacted), an append-only journal and a compacted snapshot,
+//! with a lock so only one process drives a run. This room decides nothing about what runs.
+
+mod event;
+mod file;
+mod run_state;
+
+pub use event::{Event, EventKind, RunStatus, StepStatus};
+pub use file::{hostname as file_hostname, FileStore, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, JOURNAL_VERSION};
+pub use run_state::{RunState, StepState};

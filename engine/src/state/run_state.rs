@@ -1,0 +1,152 @@
+//! The state of a run as the fold of its events.
+
+use super::event::{Event, EventKind, RunStatus, StepStatus};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepState {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub outputs: Value,
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub run_id: String,
+    pub playbook: String,
+    pub file: String,
+    pub sha256: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub inputs: Value,
+    pub steps: IndexMap<String, StepState>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The last event folded in.
+    pub seq: u64,
+}
+
+impl RunState {
+    pub fn new(ev: &Event) -> Option<RunState> {
+        let EventKind::RunStarted { playbook, file, sha256, steps, inputs, .. } = &ev.kind else { return None };
+        let mut s = RunState {
+            run_id: ev.run_id.clone(),
+            playbook: playbook.clone(),
+            file: file.clone(),
+            sha256: sha256.clone(),
+            status: RunStatus::Running,
+            started_at: ev.at.clone(),
+            finished_at: None,
+            inputs: inputs.clone(),
+            steps: IndexMap::new(),
+            warnings: Vec::new(),
+            seq: ev.seq,
+        };
+        s.set_steps(steps);
+        Some(s)
+    }
+
+    fn set_steps(&mut self, steps: &[(String, String)]) {
+        let mut next = IndexMap::with_capacity(steps.len());
+        for (id, kind) in steps {
+            let st = self.steps.swap_remove(id).unwrap_or(StepState {
+                kind: kind.clone(),
+                status: StepStatus::Pending,
+                attempts: 0,
+                started_at: None,
+                finished_at: None,
+                outputs: Value::Null,
+                error: None,
+                reason: None,
+            });
+            next.insert(id.clone(), st);
+        }
+        self.steps = next;
+    }
+
+    pub fn apply(&mut self, ev: &Event) {
+        self.seq = ev.seq;
+        match &ev.kind {
+            EventKind::RunStarted { .. } => {}
+            EventKind::RunResumed { reset, steps, sha256, .. } => {
+                self.status = RunStatus::Running;
+                self.finished_at = None;
+                self.sha256 = sha256.clone();
+                self.set_steps(steps);
+                for id in reset {
+                    if let Some(s) = self.steps.get_mut(id) {
+                        s.status = StepStatus::Pending;
+                        s.error = None;
+                        s.reason = None;
+                        s.attempts = 0;
+                    }
+                }
+            }
+            EventKind::StepStarted { step, attempt } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.status = StepStatus::Running;
+                    s.attempts = *attempt;
+                    if *attempt == 1 || s.started_at.is_none() {
+                        s.started_at = Some(ev.at.clone());
+                    }
+                    s.finished_at = None;
+                }
+            }
+            EventKind::StepRetrying { step, error, .. } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.error = Some(error.clone());
+                }
+            }
+            EventKind::StepPlanned { .. } => {}
+            EventKind::StepFinished { step, status, attempts, outputs, error, reason, .. } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.status = *status;
+                    s.attempts = *attempts;
+                    s.outputs = outputs.clone();
+                    s.error = error.clone();
+                    s.reason = reason.clone();
+                    s.finished_at = Some(ev.at.clone());
+                }
+            }
+            EventKind::StepWaiting { step, .. } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.status = StepStatus::Waiting;
+                }
+            }
+            EventKind::StepInterrupted { step } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.status = StepStatus::Interrupted;
+                    s.finished_at = Some(ev.at.clone());
+                }
+            }
+            EventKind::Warning { message } => self.warnings.push(message.clone()),
+            EventKind::RunFinished { status, .. } => {
+                self.status = *status;
+                self.finished_at = Some(ev.at.clone());
+            }
+        }
+    }
+
+    /// A run whose process died: running steps become interrupted, the run too.
+    pub fn mark_dead(&mut self) {
+        if self.status == RunStatus::Running {
+            self.status = RunStatus::Interrupted;
+        }
+        for s in self.steps.values_mut() {
+            if s.status == StepStatus::Running {
+                s.status = StepStatus::Interrupted;
+            }
+        }
+    }
+}

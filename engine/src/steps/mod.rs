@@ -1,0 +1,251 @@
+//! The step types: one file each, behind one small object-safe trait.
+//!
+//! A step type declares typed parameters (`TypedStep::Params`), whether it changes the
+//! world (`idempotent`), what it would do (`plan`, for `plan` and `--dry-run`) and how it
+//! runs. It never touches run state or the terminal: it gets its rendered parameters and a
+//! [`StepContext`], and returns outputs or an error.
+
+mod approval;
+mod http;
+mod notify;
+mod shell;
+mod wait;
+
+pub mod support;
+
+use futures_util::future::BoxFuture;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub type Outputs = Value;
+
+/// One segment of a parameter path (`with.headers.Authorization`, `with.command[0]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Parameters that do not fit the step type.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    pub path: Vec<Seg>,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn at(key: &str, message: impl Into<String>) -> Self {
+        ParamError { path: vec![Seg::Key(key.to_owned())], message: message.into() }
+    }
+
+    pub fn root(message: impl Into<String>) -> Self {
+        ParamError { path: Vec::new(), message: message.into() }
+    }
+
+    pub fn path_string(&self) -> String {
+        let mut s = String::from("with");
+        for seg in &self.path {
+            match seg {
+                Seg::Key(k) => {
+                    s.push('.');
+                    s.push_str(k);
+                }
+                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        s
+    }
+}
+
+/// A human decision on an approval step.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Approved { by: String },
+    Denied { by: String },
+    /// Nobody can answer now (non-interactive run): the run pauses, `resume --approve` goes on.
+    Pending,
+}
+
+/// Who answers approval prompts. The CLI provides one that knows the flags and the TTY.
+pub trait ApprovalGate: Send + Sync {
+    fn decide<'a>(&'a self, step_id: &'a str, message: &'a str) -> BoxFuture<'a, Decision>;
+}
+
+/// What a running step may use.
+pub struct StepContext {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    pub http: reqwest::Client,
+    pub gate: Arc<dyn ApprovalGate>,
+    /// Where relative paths in parameters are resolved: the directory `runbook` runs in.
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    #[error("{message}")]
+    Failed { message: String, hint: Option<String>, outputs: Option<Outputs> },
+    #[error("waiting for approval: {message}")]
+    NeedsApproval { message: String },
+}
+
+impl StepError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        StepError::Failed { message: message.into(), hint: None, outputs: None }
+    }
+
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        match self {
+            StepError::Failed { message, outputs, .. } => StepError::Failed { message, hint: Some(hint.into()), outputs },
+            other => other,
+        }
+    }
+
+    pub fn with_outputs(self, outputs: Outputs) -> Self {
+        match self {
+            StepError::Failed { message, hint, .. } => StepError::Failed { message, hint, outputs: Some(outputs) },
+            other => other,
+        }
+    }
+}
+
+/// The object-safe face of a step type, as the engine uses it.
+pub trait StepKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn summary(&self) -> &'static str;
+    /// Whether running the step twice is harmless, judged from its (possibly templated)
+    /// parameters. Unknown (templated) means no.
+    fn idempotent(&self, params: &Value) -> bool;
+    /// Checks parameters at validate time; templated values are accepted as they stand.
+    fn check(&self, params: &Value) -> Result<(), ParamError>;
+    /// One line saying what the step would do with these (rendered) parameters.
+    fn plan(&self, params: &Value) -> String;
+    fn run<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Result<Outputs, StepError>>;
+    fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
+}
+
+/// How a step type is written: typed parameters and plain async code.
+pub trait TypedStep: Send + Sync + 'static {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    type Params: DeserializeOwned + JsonSchema + Send;
+
+    fn idempotent(params: &Self::Params) -> bool;
+    /// Checks that serde cannot express (one of two fields, non-empty lists).
+    fn validate(_params: &Self::Params) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn plan(params: &Self::Params) -> String;
+    fn run(&self, ctx: &StepContext, params: Self::Params) -> impl Future<Output = Result<Outputs, StepError>> + Send;
+}
+
+fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, ParamError> {
+    serde_path_to_error::deserialize(params).map_err(|err| {
+        let path = err
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        ParamError { path, message: err.into_inner().to_string() }
+    })
+}
+
+/// Whether the path runs through a templated string, whose type is only known at run time.
+fn path_is_templated(params: &Value, path: &[Seg]) -> bool {
+    let mut v = params;
+    for seg in path {
+        if let Value::String(s) = v {
+            return crate::template::is_template(s);
+        }
+        let next = match seg {
+            Seg::Key(k) => v.get(k),
+            Seg::Index(i) => v.get(i),
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    matches!(v, Value::String(s) if crate::template::is_template(s))
+}
+
+impl<T: TypedStep> StepKind for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        T::SUMMARY
+    }
+
+    fn idempotent(&self, params: &Value) -> bool {
+        parse_params::<T::Params>(params).map(|p| T::idempotent(&p)).unwrap_or(false)
+    }
+
+    fn check(&self, params: &Value) -> Result<(), ParamError> {
+        match parse_params::<T::Params>(params) {
+            Ok(p) => T::validate(&p),
+            Err(e) if path_is_templated(params, &e.path) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn plan(&self, params: &Value) -> String {
+        match parse_params::<T::Params>(params) {
+            Ok(p) => T::plan(&p),
+            Err(_) => format!("{} with {}", T::NAME, params),
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Result<Outputs, StepError>> {
+        Box::pin(async move {
+            let p = parse_params::<T::Params>(&params)
+                .map_err(|e| StepError::failed(format!("`{}`: {}", e.path_string(), e.message)))?;
+            T::validate(&p).map_err(|e| StepError::failed(format!("`{}`: {}", e.path_string(), e.message)))?;
+            T::run(self, ctx, p).await
+        })
+    }
+
+    fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<T::Params>()
+    }
+}
+
+static KINDS: &[&dyn StepKind] = &[&approval::Approval, &http::Http, &notify::Notify, &shell::Shell, &wait::Wait];
+
+/// Step types of SPEC §2 that this build does not implement yet, with where they are planned.
+pub static PLANNED: &[(&str, &str)] = &[
+    ("check-status", "the cloud steps"),
+    ("rollback-deploy", "the cloud steps"),
+    ("s3-versioning", "the cloud steps"),
+    ("s3-restore-versions", "the cloud steps"),
+    ("s3-copy", "the cloud steps"),
+    ("redis-ping", "the cloud steps"),
+    ("rotate-secret", "the cloud steps"),
+    ("pitr-restore", "the PostgreSQL steps"),
+    ("pg-dump", "the PostgreSQL steps"),
+    ("pg-restore", "the PostgreSQL steps"),
+    ("verify-rls", "the PostgreSQL steps"),
+    ("sql", "the PostgreSQL steps"),
+];
+
+pub fn lookup(name: &str) -> Option<&'static dyn StepKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+pub fn all() -> &'static [&'static dyn StepKind] {
+    KINDS
+}
+
+pub fn known_names() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.name())
+}

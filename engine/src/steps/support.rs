@@ -1,0 +1,43 @@
+//! Pieces shared by step types.
+
+use std::time::Duration;
+
+/// Captured output beyond this is cut (and says so): a runaway command must not eat memory.
+pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
+
+pub fn truncate_capture(bytes: &[u8]) -> String {
+    if bytes.len() <= MAX_CAPTURE {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(&bytes[..MAX_CAPTURE]).into_owned();
+    s.push_str(&format!("\n[runbook: output cut at {} MiB of {} bytes]", MAX_CAPTURE >> 20, bytes.len()));
+    s
+}
+
+/// The one HTTP client of a run: rustls, a user agent, and a connect timeout. Per-request
+/// time limits come from the step's `timeout`.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| format!("cannot create the HTTP client: {e}"))
+}
+
+/// The last few lines of a text, for error messages.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `scheme://host[:port]` of a URL, for plans that must not print tokens in paths.
+pub fn url_origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            _ => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
+}

@@ -1,0 +1,119 @@
+//! What a template sees: `inputs`, `vars`, `env`, `run` and the `steps` finished so far.
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+/// The process environment, read lazily: a missing variable is undefined (strict: an error).
+#[derive(Debug)]
+pub struct EnvObject;
+
+impl Object for EnvObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        std::env::var(key.as_str()?).ok().map(JValue::from)
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::NonEnumerable
+    }
+}
+
+/// The `steps` variable: `steps.<id>.outputs` and `steps.<id>.status` of finished steps.
+/// Shared, so the dispatcher adds a step's results once instead of rebuilding the context.
+#[derive(Debug, Default)]
+pub struct StepsView {
+    steps: RwLock<HashMap<String, JValue>>,
+}
+
+impl StepsView {
+    pub fn set(&self, id: &str, status: &str, outputs: JValue) {
+        let entry = JValue::from_iter([("outputs", outputs), ("status", JValue::from(status))]);
+        self.steps.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), entry);
+    }
+}
+
+impl Object for StepsView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        self.steps.read().unwrap_or_else(|e| e.into_inner()).get(key.as_str()?).cloned()
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<JValue> =
+            self.steps.read().unwrap_or_else(|e| e.into_inner()).keys().map(|k| JValue::from(k.as_str())).collect();
+        Enumerator::Values(keys)
+    }
+}
+
+/// Stands for a value that is not known yet (dry run, plan): any attribute or index of it is
+/// another placeholder, and it renders as `<steps.x.outputs.rows[0].n>`.
+#[derive(Debug)]
+pub struct Placeholder(pub String);
+
+impl Placeholder {
+    pub fn value(path: impl Into<String>) -> JValue {
+        JValue::from_object(Placeholder(path.into()))
+    }
+}
+
+impl Object for Placeholder {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        Some(match key.as_str() {
+            Some(name) => Placeholder::value(format!("{}.{name}", self.0)),
+            None => Placeholder::value(format!("{}[{key}]", self.0)),
+        })
+    }
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+/// The fixed part of the context of one run, built once.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: JValue,
+    pub steps: Arc<StepsView>,
+}
+
+impl Context {
+    pub fn new(inputs: JValue, vars: JValue, run: JValue) -> Self {
+        let steps = Arc::new(StepsView::default());
+        Context { root: Self::build(inputs, vars, run, &steps), steps }
+    }
+
+    fn build(inputs: JValue, vars: JValue, run: JValue, steps: &Arc<StepsView>) -> JValue {
+        JValue::from_iter([
+            ("inputs", inputs),
+            ("vars", vars),
+            ("env", JValue::from_object(EnvObject)),
+            ("run", run),
+            ("steps", JValue::from_dyn_object(steps.clone())),
+        ])
+    }
+
+    /// A context for rendering `vars` one by one: the vars rendered so far are visible.
+    pub fn with_vars(&self, vars: JValue) -> Self {
+        let inputs = self.root.get_attr("inputs").unwrap_or_default();
+        let run = self.root.get_attr("run").unwrap_or_default();
+        Context { root: Self::build(inputs, vars, run, &self.steps), steps: self.steps.clone() }
+    }
+
+    pub fn value(&self) -> &JValue {
+        &self.root
+    }
+
+    /// The context of `retry.until`: everything, plus the step's own `outputs`.
+    pub fn with_outputs(&self, outputs: &serde_json::Value) -> JValue {
+        minijinja::context! { outputs => JValue::from(minijinja::value::Serde(outputs)), ..self.root.clone() }
+    }
+}

@@ -1,0 +1,141 @@
+//! Templates: the minijinja environment, the context a step sees, static reference
+//! analysis for `validate`, and redaction of secrets.
+//!
+//! Strings in `with`, `vars`, `when` and `retry.until` are minijinja. Undefined is strict:
+//! a typo is an error, never an empty string. A string that is exactly one `{{ expr }}`
+//! keeps the expression's native type (a number stays a number), so typed parameters can
+//! be templated.
+
+mod context;
+pub mod redact;
+
+pub use context::{Context, EnvObject, Placeholder, StepsView};
+pub use redact::Redactor;
+
+use minijinja::{Environment, UndefinedBehavior, Value as JValue};
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// The shared environment. Templates are compiled on use; they are short.
+pub fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Bounds runaway loops such as `range(10**9)` in a playbook.
+        env.set_fuel(Some(1_000_000));
+        env
+    })
+}
+
+/// Whether a string needs rendering at all (most do not; skipping them keeps runs fast).
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// A string that is exactly `{{ expr }}`: its expression, to be evaluated natively.
+fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    Some(inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
+}
+
+/// A problem with a template: syntax at validate time, evaluation at run time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut msg = match err.detail() {
+        Some(d) => format!("{}: {d}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    if let Some(line) = err.line().filter(|l| *l > 1) {
+        msg.push_str(&format!(" (template line {line})"));
+    }
+    msg
+}
+
+/// The variables a template reads, as dotted paths (`steps.check.outputs.rows`).
+pub fn template_references(src: &str) -> Result<Vec<String>, TemplateError> {
+    if let Some(expr) = single_expression(src) {
+        return expression_references(expr);
+    }
+    let tmpl = env().template_from_str(src).map_err(|e| TemplateError { message: describe(&e) })?;
+    Ok(tmpl.undeclared_variables(true).into_iter().collect())
+}
+
+/// The variables an expression (`when`, `until`) reads.
+pub fn expression_references(src: &str) -> Result<Vec<String>, TemplateError> {
+    let expr = env().compile_expression(src).map_err(|e| TemplateError { message: describe(&e) })?;
+    Ok(expr.undeclared_variables(true).into_iter().collect())
+}
+
+/// Renders one string. A lone `{{ expr }}` keeps the native type of its result.
+pub fn render_str(src: &str, ctx: &JValue) -> Result<Value, TemplateError> {
+    if !is_template(src) {
+        return Ok(Value::String(src.to_owned()));
+    }
+    if let Some(expr) = single_expression(src) {
+        let compiled = env().compile_expression(expr).map_err(|e| TemplateError { message: describe(&e) })?;
+        let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe(&e) })?;
+        return to_json(&v);
+    }
+    env()
+        .render_str(src, ctx.clone())
+        .map(Value::String)
+        .map_err(|e| TemplateError { message: describe(&e) })
+}
+
+/// Renders every string inside a value; the error names the path (`with.url`).
+pub fn render_value(v: &Value, ctx: &JValue, path: &str) -> Result<Value, TemplateError> {
+    Ok(match v {
+        Value::String(s) => render_str(s, ctx).map_err(|e| TemplateError { message: format!("`{path}`: {}", e.message) })?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| render_value(item, ctx, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, item)| Ok((k.clone(), render_value(item, ctx, &format!("{path}.{k}"))?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Whether a value holds any template at all.
+pub fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_template(s),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// Evaluates a `when`/`until` expression to a boolean (Jinja truthiness).
+pub fn eval_bool(expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
+    let compiled = env().compile_expression(expr).map_err(|e| TemplateError { message: describe(&e) })?;
+    let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe(&e) })?;
+    Ok(v.is_true())
+}
+
+/// Converts a template result to JSON. Placeholders (dry run) become their display text.
+pub fn to_json(v: &JValue) -> Result<Value, TemplateError> {
+    if v.is_undefined() {
+        return Err(TemplateError { message: "undefined value".into() });
+    }
+    if v.downcast_object_ref::<Placeholder>().is_some() {
+        return Ok(Value::String(v.to_string()));
+    }
+    serde_json::to_value(v).map_err(|e| TemplateError { message: format!("cannot use the value as data: {e}") })
+}
