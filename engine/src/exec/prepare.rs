@@ -50,11 +50,7 @@ pub fn prepare_context(
             _ => warnings.push(format!("secret ${name} is not set{}", if dry { " (a real run would need it)" } else { "" })),
         }
     }
-    let run = JValue::from_iter([
-        ("id", JValue::from(run_id)),
-        ("started_at", JValue::from(started_at)),
-        ("playbook", JValue::from(pb.name.as_str())),
-    ]);
+    let run = minijinja::context! { id => run_id, started_at => started_at, playbook => pb.name.as_str() };
     let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run);
     let mut vars = serde_json::Map::new();
     let mut ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));

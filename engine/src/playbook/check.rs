@@ -121,6 +121,8 @@ struct Parts {
     steps: Vec<Step>,
     index: HashMap<String, usize>,
     dag: Option<Dag>,
+    /// Step ids by position in the file, also for steps that did not check out.
+    labels: Vec<String>,
 }
 
 const TOP_KEYS: &[&str] =
@@ -251,10 +253,15 @@ impl Checker {
             return None;
         };
         let (steps, index, dag) = self.steps(steps_node, &mut pending);
-        let mut parts = Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag };
+        let labels = match &steps_node.kind {
+            NodeKind::Seq(items) => items.iter().map(|n| n.get("id").map(scalar_text).unwrap_or_default()).collect(),
+            _ => Vec::new(),
+        };
+        let mut parts = Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag, labels };
         self.references(&parts, pending);
-        if parts.dag.is_none() {
+        if parts.dag.is_none() || parts.steps.len() != parts.labels.len() {
             parts.steps.clear();
+            parts.dag = None;
         }
         Some(parts)
     }
@@ -394,6 +401,7 @@ impl Checker {
             v
         };
         let mut steps = Vec::with_capacity(items.len());
+        let mut needs_all: Vec<Vec<usize>> = vec![Vec::new(); items.len()];
         let mut all_ok = true;
         for (i, item) in items.iter().enumerate() {
             if !matches!(item.kind, NodeKind::Map(_)) {
@@ -409,21 +417,29 @@ impl Checker {
                 all_ok = false;
                 continue;
             };
+            needs_all[i] = raw
+                .needs
+                .iter()
+                .filter_map(|n| index.get(n).copied())
+                .filter(|&j| j != i && first_pos.get(ids[j]).is_some())
+                .collect();
+            needs_all[i].dedup();
             match self.step(i, item, raw, &label, &index, &ids, pending) {
                 Some(step) => steps.push(step),
                 None => all_ok = false,
             }
         }
-        if !all_ok || steps.len() != items.len() || index.len() != items.len() {
+        if index.len() != items.len() {
+            // Duplicate or missing ids: positions and ids no longer line up.
             return (steps, index, None);
         }
-        match Dag::build(steps.iter().map(|s| s.needs.clone()).collect()) {
+        let _ = all_ok;
+        match Dag::build(needs_all) {
             Ok(dag) => (steps, index, Some(dag)),
             Err(cycles) => {
                 for cycle in cycles {
-                    let path: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
-                    let first = &steps[cycle[0]];
-                    let pos = items[cycle[0]].get("needs").map_or(first.pos, |n| n.pos);
+                    let path: Vec<&str> = cycle.iter().map(|&i| ids[i]).collect();
+                    let pos = items[cycle[0]].get("needs").map_or(items[cycle[0]].pos, |n| n.pos);
                     self.diags.error(pos, format!("dependency cycle: {}", path.join(" -> "))).hint =
                         Some("remove one of these `needs` to break the cycle".into());
                 }
@@ -506,6 +522,19 @@ impl Checker {
                 };
                 let d = self.diags.error(pos, format!("{label}`{}`: {}", e.path_string(), tidy_serde(&e.message)));
                 if let Some((field, expected)) = unknown_field(&e.message) {
+                    if let Some(map) = node.get("with") {
+                        let mut m = map;
+                        for seg in &e.path {
+                            m = match seg {
+                                Seg::Key(k) => m.get(k).unwrap_or(m),
+                                Seg::Index(i) => m.index(*i).unwrap_or(m),
+                            };
+                        }
+                        if let Some((k, _)) = m.entry(&field) {
+                            d.line = k.pos.line;
+                            d.col = k.pos.col;
+                        }
+                    }
                     d.message = match did_you_mean(&field, expected.iter().map(String::as_str)) {
                         Some(s) => format!("{label}`{}`: unknown parameter `{field}` (did you mean `{s}`?)", e.path_string()),
                         None => format!("{label}`{}`: unknown parameter `{field}`", e.path_string()),
@@ -596,9 +625,9 @@ impl Checker {
         let field = it.next();
         let who = match scope {
             Scope::Var(i) => format!("var `{}`: ", vars.get(i).copied().unwrap_or("?")),
-            Scope::Step(i) | Scope::Until(i) => match parts.steps.iter().find(|s| parts.index.get(&s.id) == Some(&i)) {
-                Some(s) => format!("step `{}`: ", s.id),
-                None => String::new(),
+            Scope::Step(i) | Scope::Until(i) => match parts.labels.get(i) {
+                Some(s) if !s.is_empty() => format!("step `{s}`: "),
+                _ => String::new(),
             },
         };
         match root {
@@ -730,7 +759,7 @@ fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     let field = rest[..end].to_owned();
     let expected = rest[end..]
         .split('`')
-        .skip(1)
+        .skip(2)
         .step_by(2)
         .map(str::to_owned)
         .collect();

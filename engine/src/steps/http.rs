@@ -60,7 +60,7 @@ pub struct HttpParams {
     #[serde(default)]
     pub method: Method,
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::lenient::map")]
     pub headers: IndexMap<String, String>,
     /// A raw request body.
     #[serde(default)]

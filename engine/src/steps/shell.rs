@@ -24,13 +24,13 @@ pub enum StdoutMode {
 #[serde(deny_unknown_fields)]
 pub struct ShellParams {
     /// The program and its arguments; no shell is involved.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::lenient::opt_vec")]
     pub command: Option<Vec<String>>,
     /// A script for `sh -c` (pipes, redirections).
     #[serde(default)]
     pub script: Option<String>,
     /// Extra environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::lenient::map")]
     pub env: IndexMap<String, String>,
     /// Working directory, relative to where `runbook` runs.
     #[serde(default)]

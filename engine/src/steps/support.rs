@@ -41,3 +41,31 @@ pub fn url_origin(url: &str) -> String {
         Err(_) => url.to_owned(),
     }
 }
+
+/// Template results keep their native type (`{{ port }}` is a number). Where a parameter is
+/// text by nature (argv, env values, headers), numbers and booleans are taken as text.
+pub mod lenient {
+    use indexmap::IndexMap;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn text<E: serde::de::Error>(v: Value) -> Result<String, E> {
+        match v {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(E::custom(format!("expected text, got `{other}`"))),
+        }
+    }
+
+    pub fn opt_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        match Option::<Vec<Value>>::deserialize(d)? {
+            Some(items) => Ok(Some(items.into_iter().map(text).collect::<Result<_, _>>()?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String>, D::Error> {
+        IndexMap::<String, Value>::deserialize(d)?.into_iter().map(|(k, v)| Ok((k, text(v)?))).collect()
+    }
+}

@@ -30,7 +30,7 @@ pub struct StepsView {
 
 impl StepsView {
     pub fn set(&self, id: &str, status: &str, outputs: JValue) {
-        let entry = JValue::from_iter([("outputs", outputs), ("status", JValue::from(status))]);
+        let entry = minijinja::context! { outputs => outputs, status => status };
         self.steps.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), entry);
     }
 }
@@ -82,30 +82,35 @@ impl Object for Placeholder {
 #[derive(Debug, Clone)]
 pub struct Context {
     root: JValue,
+    inputs: JValue,
+    run: JValue,
     pub steps: Arc<StepsView>,
 }
 
 impl Context {
     pub fn new(inputs: JValue, vars: JValue, run: JValue) -> Self {
         let steps = Arc::new(StepsView::default());
-        Context { root: Self::build(inputs, vars, run, &steps), steps }
+        Context { root: Self::build(inputs.clone(), vars, run.clone(), &steps), inputs, run, steps }
     }
 
     fn build(inputs: JValue, vars: JValue, run: JValue, steps: &Arc<StepsView>) -> JValue {
-        JValue::from_iter([
-            ("inputs", inputs),
-            ("vars", vars),
-            ("env", JValue::from_object(EnvObject)),
-            ("run", run),
-            ("steps", JValue::from_dyn_object(steps.clone())),
-        ])
+        minijinja::context! {
+            inputs => inputs,
+            vars => vars,
+            env => JValue::from_object(EnvObject),
+            run => run,
+            steps => JValue::from_dyn_object(steps.clone()),
+        }
     }
 
     /// A context for rendering `vars` one by one: the vars rendered so far are visible.
     pub fn with_vars(&self, vars: JValue) -> Self {
-        let inputs = self.root.get_attr("inputs").unwrap_or_default();
-        let run = self.root.get_attr("run").unwrap_or_default();
-        Context { root: Self::build(inputs, vars, run, &self.steps), steps: self.steps.clone() }
+        Context {
+            root: Self::build(self.inputs.clone(), vars, self.run.clone(), &self.steps),
+            inputs: self.inputs.clone(),
+            run: self.run.clone(),
+            steps: self.steps.clone(),
+        }
     }
 
     pub fn value(&self) -> &JValue {
