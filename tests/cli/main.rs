@@ -1,0 +1,9 @@
+//! Integration tests: they run the real `runbook` binary over playbooks written for them,
+//! in a temp dir each, and read results the way users do (exit codes, stderr, `show --output json`).
+
+mod support;
+
+mod crash;
+mod formats;
+mod run;
+mod validate;

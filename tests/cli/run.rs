@@ -1,0 +1,316 @@
+//! Run semantics, asserted from `show --output json`.
+
+use crate::support::{status, step, Env};
+
+const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
+
+fn exec(env: &Env, body: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    env.write("p.yaml", &format!("{HEAD}{body}"));
+    let mut args = vec!["exec", "p.yaml", "--run-id", "r1"];
+    args.extend_from_slice(extra);
+    let r = env.run(&args);
+    (r.code, env.show("r1"), r.all())
+}
+
+#[test]
+fn independent_branches_run_concurrently() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: a\n    type: shell\n    with: { script: \"sleep 0.4\" }\n",
+            "  - id: b\n    type: shell\n    with: { script: \"sleep 0.4\" }\n",
+            "  - id: join\n    type: wait\n    needs: [a, b]\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let t = |id: &str, f: &str| step(&show, id)[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    // b started before a finished, and a before b finished: they overlapped.
+    assert!(t("b", "started_at") < t("a", "finished_at") && t("a", "started_at") < t("b", "finished_at"), "{show}");
+    assert!(t("join", "started_at") >= t("a", "finished_at").max(t("b", "finished_at")));
+}
+
+#[test]
+fn max_parallel_one_serializes() {
+    let env = Env::new();
+    let (code, show, _) = exec(
+        &env,
+        "steps:\n  - id: a\n    type: shell\n    with: { script: \"sleep 0.2\" }\n  - id: b\n    type: shell\n    with: { script: \"sleep 0.2\" }\n",
+        &["--max-parallel", "1"],
+    );
+    assert_eq!(code, 0);
+    let t = |id: &str, f: &str| step(&show, id)[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(t("b", "started_at") >= t("a", "finished_at"), "{show}");
+}
+
+#[test]
+fn skipped_branch_still_lets_the_join_run() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "inputs:\n  provider_wide: { type: bool, default: false }\n",
+            "steps:\n",
+            "  - id: wait_out\n    type: wait\n    when: \"inputs.provider_wide\"\n    with: { duration: 0s }\n",
+            "  - id: rollback\n    type: wait\n    when: \"not inputs.provider_wide\"\n    with: { duration: 0s }\n",
+            "  - id: verify\n    type: wait\n    needs: [wait_out, rollback]\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status(&show, "wait_out"), "skipped");
+    assert_eq!(status(&show, "rollback"), "succeeded");
+    assert_eq!(status(&show, "verify"), "succeeded");
+    assert_eq!(step(&show, "wait_out")["reason"], "when `inputs.provider_wide` is false");
+}
+
+#[test]
+fn failure_and_always_triggers() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: restore\n    type: shell\n    with: { command: [\"false\"] }\n",
+            "  - id: verify\n    type: wait\n    needs: [restore]\n    with: { duration: 0s }\n",
+            "  - id: page_team\n    type: shell\n    needs: [restore, verify]\n    trigger: failure\n    with: { command: [echo, paged] }\n",
+            "  - id: cleanup\n    type: wait\n    needs: [verify]\n    trigger: always\n    with: { duration: 0s }\n",
+            "  - id: celebrate\n    type: wait\n    needs: [restore]\n    trigger: failure\n    when: \"false\"\n    with: { duration: 0s }\n",
+            "  - id: no_failure_here\n    type: wait\n    needs: [cleanup]\n    trigger: failure\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(show["status"], "failed");
+    assert_eq!(status(&show, "restore"), "failed");
+    assert_eq!(status(&show, "verify"), "skipped");
+    assert_eq!(step(&show, "verify")["reason"], "trigger success: restore failed");
+    assert_eq!(status(&show, "page_team"), "succeeded");
+    assert_eq!(step(&show, "page_team")["outputs"]["stdout"], "paged");
+    assert_eq!(status(&show, "cleanup"), "succeeded");
+    assert_eq!(status(&show, "celebrate"), "skipped");
+    assert_eq!(status(&show, "no_failure_here"), "skipped");
+}
+
+#[test]
+fn a_failure_stops_new_independent_work() {
+    let env = Env::new();
+    let (code, show, _) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: boom\n    type: shell\n    with: { command: [\"false\"] }\n",
+            "  - id: slow\n    type: shell\n    with: { script: \"sleep 0.3\" }\n",
+            "  - id: later\n    type: wait\n    needs: [slow]\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1);
+    // `slow` was already running and finishes; `later` is not started and stays pending for resume.
+    assert_eq!(status(&show, "slow"), "succeeded");
+    assert_eq!(status(&show, "later"), "pending");
+    assert_eq!(step(&show, "later")["reason"], "not started: the run had already failed");
+}
+
+#[test]
+fn retry_until_counts_attempts() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: poll\n    type: shell\n",
+            "    with: { script: \"echo x >> count; wc -l < count | tr -d ' '\" }\n",
+            "    retry: { attempts: 5, delay: 10ms, backoff: exponential, until: \"outputs.stdout == '3'\" }\n",
+            "  - id: never\n    type: shell\n",
+            "    with: { command: [echo, nope] }\n",
+            "    retry: { attempts: 2, until: \"outputs.stdout == 'yes'\" }\n",
+            "    continue_on_error: true\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "poll")["attempts"], 3);
+    assert_eq!(env.read("count").lines().count(), 3);
+    assert_eq!(status(&show, "never"), "failed");
+    assert_eq!(step(&show, "never")["attempts"], 2);
+    assert_eq!(step(&show, "never")["error"], "retry.until `outputs.stdout == 'yes'` still false after 2 attempt(s)");
+}
+
+#[test]
+fn retry_after_failures_then_success() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        "steps:\n  - id: flaky\n    type: shell\n    with: { script: \"echo x >> n; test $(wc -l < n) -ge 2\" }\n    retry: { attempts: 3, delay: 1ms }\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "flaky")["attempts"], 2);
+    assert!(out.contains("↻ flaky attempt 1 failed"), "{out}");
+}
+
+#[test]
+fn timeout_fails_the_attempt_and_kills_the_command() {
+    let env = Env::new();
+    let (code, show, _) = exec(
+        &env,
+        "steps:\n  - id: hang\n    type: shell\n    timeout: 300ms\n    with: { script: \"sleep 5; echo late > late.txt\" }\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&show, "hang"), "failed");
+    assert_eq!(step(&show, "hang")["error"], "timed out after 300ms");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!env.path("late.txt").exists());
+}
+
+#[test]
+fn continue_on_error_keeps_the_truth_but_not_the_failure() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: optional\n    type: shell\n    continue_on_error: true\n    with: { command: [sh, -c, \"exit 3\"] }\n",
+            "  - id: next\n    type: wait\n    needs: [optional]\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(show["status"], "succeeded");
+    assert_eq!(status(&show, "optional"), "failed");
+    assert_eq!(step(&show, "optional")["outputs"]["exit_code"], 3);
+    assert_eq!(status(&show, "next"), "succeeded");
+}
+
+#[test]
+fn outputs_flow_through_templates_with_native_types() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "inputs:\n  who: { type: string, required: true }\n  n: { type: int, default: 2 }\n",
+            "vars:\n  greeting: \"hi {{ inputs.who }}\"\n",
+            "steps:\n",
+            "  - id: produce\n    type: shell\n    with: { script: \"echo '{\\\"rows\\\": [{\\\"n\\\": 41}]}'\", stdout: json }\n",
+            "  - id: consume\n    type: shell\n    needs: [produce]\n",
+            "    with: { command: [echo, \"{{ vars.greeting }}\", \"{{ steps.produce.outputs.json.rows[0].n + 1 }}\", \"{{ steps.produce.status }}\", \"{{ run.playbook }}\"] }\n",
+        ),
+        &["-i", "who=ops"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "consume")["outputs"]["stdout"], "hi ops 42 succeeded t");
+}
+
+#[test]
+fn json_events_carry_the_run_id() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    let r = env.run(&["exec", "p.yaml", "--output", "json", "--run-id", "j1"]);
+    assert_eq!(r.code, 0);
+    let events: Vec<serde_json::Value> = r.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert!(events.iter().all(|e| e["run_id"] == "j1"));
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["run_started", "step_started", "step_finished", "run_finished"]);
+}
+
+#[test]
+fn inputs_are_parsed_by_type() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!("{HEAD}inputs:\n  n: {{ type: int, required: true }}\n  env: {{ type: string, enum: [prod, staging], default: prod }}\nsteps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"),
+    );
+    let r = env.run(&["exec", "p.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing required input `n`: pass `-i n=...`"), "{}", r.stderr);
+    let r = env.run(&["exec", "p.yaml", "-i", "n=abc"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("input `n`: expected an integer, got `\"abc\"`"), "{}", r.stderr);
+    let r = env.run(&["exec", "p.yaml", "-i", "n=1", "-i", "nn=2"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown input `nn` (did you mean `n`?)"), "{}", r.stderr);
+    let r = env.run(&["exec", "p.yaml", "-i", "n=1", "-i", "env=dev"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("input `env`: `\"dev\"` is not one of `\"prod\"`, `\"staging\"`"), "{}", r.stderr);
+    assert_eq!(env.run(&["exec", "p.yaml", "-i", "n=7"]).code, 0);
+}
+
+#[test]
+fn approval_pauses_then_resume_approves() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: go_ahead\n    type: approval\n    with: { message: \"Roll back production?\" }\n",
+            "  - id: rollback\n    type: shell\n    needs: [go_ahead]\n    with: { command: [echo, rolled] }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(show["status"], "paused");
+    assert_eq!(status(&show, "go_ahead"), "waiting");
+    assert_eq!(status(&show, "rollback"), "pending");
+    assert!(out.contains("runbook resume r1 --approve go_ahead"), "{out}");
+    let r = env.run(&["resume", "r1", "--approve", "go_ahead"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r1");
+    assert_eq!(show["status"], "succeeded");
+    let who = step(&show, "go_ahead")["outputs"]["approved_by"].as_str().unwrap().to_owned();
+    assert!(who.ends_with("(--approve go_ahead)"), "{who}");
+    assert!(step(&show, "go_ahead")["outputs"]["approved_at"].as_str().is_some());
+    assert_eq!(status(&show, "rollback"), "succeeded");
+}
+
+#[test]
+fn resume_reruns_failed_and_keeps_succeeded() {
+    let env = Env::new();
+    let (code, _, _) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: once\n    type: shell\n    with: { script: \"echo x >> once.log\" }\n",
+            "  - id: needs_fix\n    type: shell\n    needs: [once]\n    with: { script: \"test -f fixed\" }\n",
+            "  - id: after\n    type: shell\n    needs: [needs_fix]\n    with: { script: \"echo x >> after.log\" }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&env.show("r1"), "after"), "skipped");
+    env.write("fixed", "");
+    let r = env.run(&["resume", "r1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r1");
+    assert_eq!(status(&show, "needs_fix"), "succeeded");
+    assert_eq!(status(&show, "after"), "succeeded");
+    assert_eq!(env.read("once.log").lines().count(), 1, "a succeeded step ran again");
+    // --from re-runs a step and everything after it, even when it succeeded.
+    let r = env.run(&["resume", "r1", "--from", "once"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(env.read("once.log").lines().count(), 2);
+    assert_eq!(env.read("after.log").lines().count(), 2);
+    let r = env.run(&["resume", "r1", "--from", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--from nope: no step `nope` in playbook t"), "{}", r.stderr);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_placeholders() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!(
+            "{HEAD}secrets: [DEPLOY_TOKEN]\nsteps:\n  - id: a\n    type: shell\n    with: {{ script: \"echo x > touched\" }}\n  - id: b\n    type: http\n    needs: [a]\n    with: {{ method: POST, url: \"https://example.invalid/{{{{ steps.a.outputs.stdout }}}}\" }}\n"
+        ),
+    );
+    let r = env.run(&["exec", "p.yaml", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!env.path("touched").exists());
+    assert!(!env.path(".runbook").exists(), "dry run wrote state");
+    assert!(r.stdout.contains("• b: would POST https://example.invalid/<steps.a.outputs.stdout>"), "{}", r.stdout);
+    assert!(r.stdout.contains("warning: secret $DEPLOY_TOKEN is not set (a real run would need it)"), "{}", r.stdout);
+}

@@ -1,0 +1,188 @@
+//! Every validation rule has a failing example with its exact message.
+
+use crate::support::Env;
+
+const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
+
+/// Validates `body` (after the two header lines) and returns stderr.
+fn problems(body: &str) -> String {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}{body}"));
+    let r = env.run(&["validate", "p.yaml"]);
+    assert_eq!(r.code, 2, "expected exit 2, got {}: {}", r.code, r.all());
+    r.stderr
+}
+
+fn has(stderr: &str, line: &str) {
+    assert!(stderr.lines().any(|l| l == line), "missing line:\n  {line}\nin:\n{stderr}");
+}
+
+#[test]
+fn valid_playbook_passes() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    let r = env.run(&["validate", "p.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.stdout.trim(), "p.yaml: ok (1 steps)");
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let e = problems("steps:\n  - id: a\n    type: [wait\n");
+    assert!(e.starts_with("p.yaml:5:1: invalid YAML") || e.contains("p.yaml:5:") || e.contains("p.yaml:6:"), "{e}");
+    assert!(e.contains("invalid YAML"), "{e}");
+}
+
+#[test]
+fn unknown_keys_anywhere() {
+    let e = problems("stepz: []\nsteps:\n  - id: a\n    type: wait\n    need: [b]\n    with: { duration: 0s }\n");
+    has(&e, "p.yaml:3:1: unknown key `stepz` (did you mean `steps`?)");
+    has(&e, "p.yaml:7:5: step `a`: unknown key `need` (did you mean `needs`?)");
+}
+
+#[test]
+fn ids_missing_invalid_duplicate() {
+    let e = problems(
+        "steps:\n  - type: wait\n    with: { duration: 0s }\n  - id: Bad-Id\n    type: wait\n    with: { duration: 0s }\n  - id: x\n    type: wait\n    with: { duration: 0s }\n  - id: x\n    type: wait\n    with: { duration: 0s }\n",
+    );
+    has(&e, "p.yaml:4:5: step #1: missing field `id`");
+    has(&e, "p.yaml:6:9: invalid step id `Bad-Id`");
+    has(&e, "p.yaml:12:9: duplicate step id `x`");
+    has(&e, "  hint: first defined at line 9");
+}
+
+#[test]
+fn unknown_step_type_lists_known_ones() {
+    let e = problems("steps:\n  - id: a\n    type: shel\n");
+    has(&e, "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)");
+    has(&e, "  hint: known types: approval, http, notify, shell, wait");
+}
+
+#[test]
+fn planned_step_type_says_not_implemented() {
+    let e = problems("steps:\n  - id: a\n    type: pitr-restore\n");
+    has(&e, "p.yaml:5:11: step `a`: step type `pitr-restore` is not implemented in this build yet");
+}
+
+#[test]
+fn needs_unknown_step_suggests() {
+    let e = problems(
+        "steps:\n  - id: check\n    type: wait\n    with: { duration: 0s }\n  - id: rollback\n    type: wait\n    needs: [chek]\n    with: { duration: 0s }\n",
+    );
+    has(&e, "p.yaml:9:13: step `rollback`: needs unknown step `chek` (did you mean `check`?)");
+}
+
+#[test]
+fn cycle_prints_whole_path() {
+    let w = "    type: wait\n    with: { duration: 0s }\n";
+    let e = problems(&format!(
+        "steps:\n  - id: a\n{w}    needs: [c]\n  - id: b\n{w}    needs: [a]\n  - id: c\n{w}    needs: [b]\n"
+    ));
+    has(&e, "p.yaml:7:12: dependency cycle: a -> c -> b -> a");
+}
+
+#[test]
+fn template_syntax_error() {
+    let e = problems("steps:\n  - id: a\n    type: shell\n    with: { command: [echo, \"{{ inputs.x \"] }\n");
+    assert!(e.contains("p.yaml:6:30: invalid template: syntax error"), "{e}");
+}
+
+#[test]
+fn templates_reference_only_declared_things_and_ancestors() {
+    let e = problems(concat!(
+        "inputs:\n  project_ref: { type: string }\n",
+        "vars:\n  url: \"{{ vars.later }}/{{ inputs.project_rf }}\"\n  later: x\n",
+        "steps:\n",
+        "  - id: a\n    type: shell\n    with: { command: [echo, \"{{ steps.b.outputs.stdout }}\"] }\n",
+        "  - id: b\n    type: shell\n    with: { command: [echo, \"{{ vars.nope }} {{ run.user }}\"] }\n",
+    ));
+    has(&e, "p.yaml:6:8: var `url`: template uses undeclared input `project_rf` (did you mean `project_ref`?)");
+    has(&e, "p.yaml:6:8: var `url`: uses `vars.later`, which is defined later");
+    has(&e, "p.yaml:11:30: step `a`: template reads `steps.b`, but `b` is not among its needs (a race)");
+    has(&e, "p.yaml:14:30: step `b`: template uses undeclared var `nope`");
+    has(&e, "p.yaml:14:30: step `b`: unknown field `run.user`");
+}
+
+#[test]
+fn bad_durations_triggers_and_retry_blocks() {
+    let e = problems(concat!(
+        "steps:\n",
+        "  - id: a\n    type: wait\n    timeout: 10x\n    with: { duration: 0s }\n",
+        "  - id: b\n    type: wait\n    trigger: sometimes\n    with: { duration: 0s }\n",
+        "  - id: c\n    type: wait\n    retry: { attempts: 0, delay: 5s, backoff: quadratic }\n    with: { duration: 0s }\n",
+        "  - id: d\n    type: wait\n    retry: { attempts: 0, until: \"outputs.x ==\" }\n    with: { duration: 0s }\n",
+    ));
+    has(&e, "p.yaml:6:14: step `a`: `timeout`: invalid duration `10x`: unknown unit `x` (use ms, s, m, h or d)");
+    has(&e, "p.yaml:10:14: step `b`: `trigger`: unknown variant `sometimes`, expected one of `success`, `failure`, `always`");
+    has(&e, "p.yaml:14:48: step `c`: `retry.backoff`: unknown variant `quadratic`, expected one of `fixed`, `linear`, `exponential`");
+    has(&e, "p.yaml:18:25: step `d`: `retry.attempts` must be at least 1");
+    assert!(e.contains("p.yaml:18:37: invalid `retry.until` expression: syntax error"), "{e}");
+}
+
+#[test]
+fn with_parameters_must_fit_the_type() {
+    let e = problems(concat!(
+        "steps:\n",
+        "  - id: a\n    type: http\n    with: { method: FETCH, url: \"http://x\" }\n",
+        "  - id: b\n    type: shell\n    with: { command: [true], timeout: 5 }\n",
+        "  - id: c\n    type: wait\n    with: {}\n",
+        "  - id: d\n    type: shell\n    with: { script: \"echo\", command: [echo] }\n",
+    ));
+    has(&e, "p.yaml:6:21: step `a`: `with.method`: unknown variant `FETCH`, expected one of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`");
+    has(&e, "p.yaml:9:30: step `b`: `with`: unknown parameter `timeout`");
+    has(&e, "p.yaml:12:11: step `c`: `with`: missing field `duration`");
+    has(&e, "p.yaml:15:11: step `d`: `with`: give either `command` (argv) or `script`, not both");
+}
+
+#[test]
+fn templated_parameters_are_checked_at_run_time_only() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!("{HEAD}inputs:\n  d: {{ type: duration, default: 0s }}\nsteps:\n  - id: a\n    type: wait\n    with: {{ duration: \"{{{{ inputs.d }}}}\" }}\n"),
+    );
+    let r = env.run(&["validate", "p.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn all_problems_of_several_files_in_one_pass() {
+    let env = Env::new();
+    env.write("a.yaml", "apiVersion: runbook/v2\nname: a\nsteps: []\n");
+    env.write("b.yaml", "name: b\nsteps:\n  - id: x\n    type: nope\n");
+    let r = env.run(&["validate", "a.yaml", "b.yaml"]);
+    assert_eq!(r.code, 2);
+    has(&r.stderr, "a.yaml:1:13: unsupported apiVersion `runbook/v2`");
+    has(&r.stderr, "a.yaml:3:8: `steps` is empty: a playbook needs at least one step");
+    has(&r.stderr, "b.yaml:1:1: missing `apiVersion: runbook/v1`");
+    has(&r.stderr, "b.yaml:4:11: step `x`: unknown step type `nope`");
+    assert!(r.stderr.trim_end().ends_with("4 problems found"), "{}", r.stderr);
+}
+
+#[test]
+fn pathological_files_are_errors_not_hangs() {
+    let env = Env::new();
+    // A billion laughs.
+    let mut bomb = String::from("apiVersion: runbook/v1\nname: bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1));
+    }
+    bomb.push_str("steps: []\n");
+    env.write("bomb.yaml", &bomb);
+    let r = env.run(&["validate", "bomb.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("bomb.yaml:") && r.stderr.contains("invalid YAML"), "{}", r.stderr);
+
+    let deep = format!("apiVersion: runbook/v1\nname: deep\nsteps: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+    env.write("deep.yaml", &deep);
+    let r = env.run(&["validate", "deep.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("deep.yaml:") && r.stderr.contains("invalid YAML"), "{}", r.stderr);
+
+    let big = env.path("big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(50 * 1024 * 1024).unwrap();
+    let r = env.run(&["validate", "big.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    has(&r.stderr, "big.yaml:1:1: the file is 50.0 MiB; a playbook may be at most 8 MiB");
+}
