@@ -139,10 +139,11 @@ fn one_process_per_run_and_changed_playbooks_are_refused() {
     env.write("p.yaml", PLAYBOOK);
     let r = env.run(&["exec", "p.yaml", "--dry-run", "-i", "db_password=x"]);
     assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("warning: run c1 of playbook crashy is still active (process "), "{}", r.stderr);
     child.kill().unwrap();
     child.wait().unwrap();
 
-    env.write("p.yaml", &PLAYBOOK.replace("echo done", "echo changed"));
+    env.write("p.yaml", &PLAYBOOK.replace("[echo, done]", "[echo, changed]"));
     let r = env.run(&["resume", "c1", "-i", "db_password=hunter2hunter2", "--rerun-interrupted"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("changed since run c1 started; review the change, then resume with --allow-changed"), "{}", r.stderr);

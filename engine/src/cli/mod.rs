@@ -289,14 +289,6 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     if mode != Mode::Json {
         println!("run {run_id}");
     }
-    let rt = runtime()?;
-    if a.dry_run {
-        let (outcome, _) = rt
-            .block_on(exec::run(&pb, &run_id, prepared, first, None, None, &mut reporter, &opts))
-            .map_err(state_fail)?;
-        reporter.finish();
-        return Ok(exit_code(outcome));
-    }
     let store = store(cli)?;
     if let Ok(runs) = store.list() {
         for r in runs.iter().filter(|r| r.playbook == pb.name && r.status == crate::state::RunStatus::Running) {
@@ -304,6 +296,14 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
                 eprintln!("warning: run {} of playbook {} is still active ({holder})", r.run_id, pb.name);
             }
         }
+    }
+    let rt = runtime()?;
+    if a.dry_run {
+        let (outcome, _) = rt
+            .block_on(exec::run(&pb, &run_id, prepared, first, None, None, &mut reporter, &opts))
+            .map_err(state_fail)?;
+        reporter.finish();
+        return Ok(exit_code(outcome));
     }
     let meta = RunMeta {
         format_version: JOURNAL_VERSION,

@@ -94,6 +94,8 @@ fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
             max_total_scalar_bytes: MAX_FILE_BYTES as usize,
         },
         with_snippet: false,
+        // Only `true`/`false` are booleans: `n: 3` or `no: x` must not turn into false.
+        strict_booleans: true,
     };
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
         let pos = e.location().map(|l| Pos { line: l.line().max(1), col: l.column().max(1) }).unwrap_or(Pos { line: 1, col: 1 });
@@ -160,7 +162,7 @@ impl Checker {
                 let mut pos = node.locate(err.path());
                 let inner = err.inner().to_string();
                 let path = err.path().to_string();
-                let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+                let mut at = if path == "." { String::new() } else { format!("`{path}`: ") };
                 let (message, hint) = match unknown_field(&inner) {
                     Some((field, expected)) => {
                         // The error names the map; point at the stray key itself.
@@ -176,6 +178,14 @@ impl Checker {
                             pos = k.pos;
                         }
                         let dym = did_you_mean(&field, expected.iter().map(String::as_str));
+                        // serde_path_to_error ends the path with the stray key itself.
+                        if path == field || path.ends_with(&format!(".{field}")) {
+                            let parent = &path[..path.len() - field.len()];
+                            at = match parent.trim_end_matches('.') {
+                                "" => String::new(),
+                                p => format!("`{p}`: "),
+                            };
+                        }
                         let msg = match dym {
                             Some(s) => format!("{what}{at}unknown key `{field}` (did you mean `{s}`?)"),
                             None => format!("{what}{at}unknown key `{field}`"),
@@ -350,16 +360,16 @@ impl Checker {
         }
     }
 
-    fn expression(&mut self, node: &Node, src: &str, scope: Scope, field: &str, pending: &mut Vec<PendingRefs>) {
+    fn expression(&mut self, node: &Node, src: &str, scope: Scope, field: &str, pending: &mut Vec<PendingRefs>, label: &str) {
         if template::is_template(src) {
-            self.diags.error(node.pos, format!("`{field}` is an expression: write it without `{{{{ }}}}`")).hint =
+            self.diags.error(node.pos, format!("{label}`{field}` is an expression: write it without `{{{{ }}}}`")).hint =
                 Some(format!("e.g. `{field}: \"not inputs.dry_drill\"`"));
             return;
         }
         match template::expression_references(src) {
             Ok(refs) => pending.push(PendingRefs { scope, pos: node.pos, refs }),
             Err(e) => {
-                self.diags.error(node.pos, format!("invalid `{field}` expression: {e}"));
+                self.diags.error(node.pos, format!("{label}invalid `{field}` expression: {e}"));
             }
         }
     }
@@ -514,7 +524,12 @@ impl Checker {
             self.templates_in(with_node, Scope::Step(i), pending);
         }
         if let Some(kind) = kind {
-            if let Err(e) = kind.check(&params) {
+            if let Err(mut e) = kind.check(&params) {
+                if let Some((field, _)) = unknown_field(&e.message) {
+                    if e.path.last() == Some(&Seg::Key(field)) {
+                        e.path.pop();
+                    }
+                }
                 ok = false;
                 let pos = match node.get("with") {
                     Some(w) => locate_segs(w, &e.path),
@@ -548,7 +563,7 @@ impl Checker {
             Some(WhenValue::Bool(b)) => Some(When::Const(*b)),
             Some(WhenValue::Expr(e)) => {
                 let wn = node.get("when").unwrap_or(node);
-                self.expression(wn, e, Scope::Step(i), "when", pending);
+                self.expression(wn, e, Scope::Step(i), "when", pending, label);
                 Some(When::Expr(e.clone()))
             }
         };
@@ -560,7 +575,7 @@ impl Checker {
                 self.diags.error(rn.get("attempts").map_or(rn.pos, |n| n.pos), format!("{label}`retry.attempts` must be at least 1"));
             }
             if let Some(until) = &r.until {
-                self.expression(rn.get("until").unwrap_or(rn), until, Scope::Until(i), "retry.until", pending);
+                self.expression(rn.get("until").unwrap_or(rn), until, Scope::Until(i), "retry.until", pending, label);
             }
             if let (Some(d), Some(m)) = (r.delay, r.max_delay) {
                 if m.0 < d.0 {
