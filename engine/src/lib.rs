@@ -5,11 +5,11 @@
 //! [`state`] (journal, snapshot, lock) and [`report`] (terminal, JSON). See
 //! docs/ARCHITECTURE.md.
 
+pub mod cli;
+pub mod exec;
 pub mod graph;
 pub mod playbook;
+pub mod report;
+pub mod state;
 pub mod steps;
 pub mod template;
-pub mod state;
-pub mod exec;
-pub mod report;
-pub mod cli;

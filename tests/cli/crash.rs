@@ -1,6 +1,6 @@
 //! Crashes, Ctrl-C, locks, changed playbooks and secrets.
 
-use crate::support::{finish, status, Env};
+use crate::support::{Env, finish, status};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,7 @@ fn ctrl_c_checkpoints_and_exits_130() {
     wait_for(&env, "destroy.started");
     // SAFETY: sending SIGINT to our own child.
     unsafe {
-        libc_kill(child.id() as i32, 2);
+        libc::kill(child.id() as i32, libc::SIGINT);
     }
     let out = finish(child.wait_with_output().unwrap());
     assert_eq!(out.code, 130, "{}", out.all());
@@ -120,11 +120,6 @@ fn ctrl_c_checkpoints_and_exits_130() {
     // The step's process group was killed: it never finishes its work.
     std::thread::sleep(Duration::from_millis(3200));
     assert!(!env.read("destroy.log").contains("end"));
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]
@@ -146,7 +141,11 @@ fn one_process_per_run_and_changed_playbooks_are_refused() {
     env.write("p.yaml", &PLAYBOOK.replace("[echo, done]", "[echo, changed]"));
     let r = env.run(&["resume", "c1", "-i", "db_password=hunter2hunter2", "--rerun-interrupted"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("changed since run c1 started; review the change, then resume with --allow-changed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("changed since run c1 started; review the change, then resume with --allow-changed"),
+        "{}",
+        r.stderr
+    );
     let r = env.run_env(
         &["resume", "c1", "-i", "db_password=hunter2hunter2", "--rerun-interrupted", "--allow-changed"],
         &[("CRASH_TOKEN", "tok-5ecret-value")],
@@ -157,7 +156,10 @@ fn one_process_per_run_and_changed_playbooks_are_refused() {
 #[test]
 fn a_torn_last_journal_line_is_ignored() {
     let env = Env::new();
-    env.write("p.yaml", "apiVersion: runbook/v1\nname: t\nsteps:\n  - id: a\n    type: shell\n    with: { command: [echo, hi] }\n");
+    env.write(
+        "p.yaml",
+        "apiVersion: runbook/v1\nname: t\nsteps:\n  - id: a\n    type: shell\n    with: { command: [echo, hi] }\n",
+    );
     assert_eq!(env.run(&["exec", "p.yaml", "--run-id", "t1"]).code, 0);
     let dir = env.path(".runbook/runs/t1");
     std::fs::remove_file(dir.join("state.json")).unwrap();
@@ -165,8 +167,15 @@ fn a_torn_last_journal_line_is_ignored() {
     std::io::Write::write_all(&mut j, b"{\"seq\":99,\"at\":\"2026").unwrap();
     let show = env.show("t1");
     assert_eq!(show["status"], "succeeded");
+    // Resuming cuts the torn line before appending, so the journal stays readable.
+    let r = env.run(&["resume", "t1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(!journal.contains("\"seq\":99"), "{journal}");
+    assert!(journal.lines().skip(1).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     // A journal from a future format is refused with a clear message.
-    let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().replacen("\"version\":1", "\"version\":9", 1);
+    let text =
+        std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().replacen("\"version\":1", "\"version\":9", 1);
     std::fs::write(dir.join("journal.jsonl"), text).unwrap();
     let r = env.run(&["show", "t1"]);
     assert_eq!(r.code, 1);

@@ -1,13 +1,14 @@
 //! The schema, the shipped playbooks and examples, and the reviewer views.
 
-use crate::support::{repo_root, Env};
+use crate::support::{Env, repo_root};
 
 #[test]
 fn committed_schema_is_current() {
     let env = Env::new();
     let r = env.run(&["schema"]);
     assert_eq!(r.code, 0);
-    let committed = std::fs::read_to_string(repo_root().join("schemas/playbook.schema.json")).expect("schemas/playbook.schema.json");
+    let committed = std::fs::read_to_string(repo_root().join("schemas/playbook.schema.json"))
+        .expect("schemas/playbook.schema.json");
     assert!(
         committed.trim_end() == r.stdout.trim_end(),
         "schemas/playbook.schema.json is stale: run `cargo run -q -- schema > schemas/playbook.schema.json`"
@@ -35,7 +36,8 @@ fn shipped_playbooks_validate_and_match_the_schema() {
     let files = shipped_playbooks();
     assert!(!files.is_empty());
     let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/playbook.schema.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/playbook.schema.json")).unwrap())
+            .unwrap();
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     let env = Env::new();
     for f in &files {
@@ -44,7 +46,8 @@ fn shipped_playbooks_validate_and_match_the_schema() {
         let text = std::fs::read_to_string(f).unwrap();
         assert!(text.starts_with("# yaml-language-server: $schema="), "{} lacks the schema line", f.display());
         let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "{} does not match the schema: {errors:?}", f.display());
     }
     // And the schema does reject what the loader rejects.

@@ -1,6 +1,6 @@
 //! Run semantics, asserted from `show --output json`.
 
-use crate::support::{status, step, Env};
+use crate::support::{Env, status, step};
 
 const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
 
@@ -211,7 +211,8 @@ fn json_events_carry_the_run_id() {
     env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
     let r = env.run(&["exec", "p.yaml", "--output", "json", "--run-id", "j1"]);
     assert_eq!(r.code, 0);
-    let events: Vec<serde_json::Value> = r.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let events: Vec<serde_json::Value> =
+        r.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert!(events.iter().all(|e| e["run_id"] == "j1"));
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["run_started", "step_started", "step_finished", "run_finished"]);

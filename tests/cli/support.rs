@@ -83,7 +83,10 @@ pub fn finish(out: Output) -> Run {
 
 /// The step of a `show` document, by id.
 pub fn step<'a>(show: &'a Value, id: &str) -> &'a Value {
-    show["steps"].as_array().and_then(|s| s.iter().find(|x| x["id"] == id)).unwrap_or_else(|| panic!("no step {id} in {show}"))
+    show["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {show}"))
 }
 
 pub fn status(show: &Value, id: &str) -> String {

@@ -29,8 +29,7 @@ fn valid_playbook_passes() {
 #[test]
 fn yaml_syntax_error_has_position() {
     let e = problems("steps:\n  - id: a\n    type: [wait\n");
-    assert!(e.starts_with("p.yaml:5:1: invalid YAML") || e.contains("p.yaml:5:") || e.contains("p.yaml:6:"), "{e}");
-    assert!(e.contains("invalid YAML"), "{e}");
+    has(&e, "p.yaml:5:11: invalid YAML: unclosed bracket '['");
 }
 
 #[test]
@@ -113,10 +112,19 @@ fn bad_durations_triggers_and_retry_blocks() {
         "  - id: d\n    type: wait\n    retry: { attempts: 0, until: \"outputs.x ==\" }\n    with: { duration: 0s }\n",
     ));
     has(&e, "p.yaml:6:14: step `a`: `timeout`: invalid duration `10x`: unknown unit `x` (use ms, s, m, h or d)");
-    has(&e, "p.yaml:10:14: step `b`: `trigger`: unknown variant `sometimes`, expected one of `success`, `failure`, `always`");
-    has(&e, "p.yaml:14:47: step `c`: `retry.backoff`: unknown variant `quadratic`, expected one of `fixed`, `linear`, `exponential`");
+    has(
+        &e,
+        "p.yaml:10:14: step `b`: `trigger`: unknown variant `sometimes`, expected one of `success`, `failure`, `always`",
+    );
+    has(
+        &e,
+        "p.yaml:14:47: step `c`: `retry.backoff`: unknown variant `quadratic`, expected one of `fixed`, `linear`, `exponential`",
+    );
     has(&e, "p.yaml:18:24: step `d`: `retry.attempts` must be at least 1");
-    has(&e, "p.yaml:18:34: step `d`: invalid `retry.until` expression: syntax error: unexpected end of input, expected expression");
+    has(
+        &e,
+        "p.yaml:18:34: step `d`: invalid `retry.until` expression: syntax error: unexpected end of input, expected expression",
+    );
 }
 
 #[test]
@@ -128,11 +136,14 @@ fn with_parameters_must_fit_the_type() {
         "  - id: c\n    type: wait\n    with: {}\n",
         "  - id: d\n    type: shell\n    with: { script: \"echo\", command: [echo] }\n",
     ));
-    has(&e, "p.yaml:6:21: step `a`: `with.method`: unknown variant `FETCH`, expected one of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`");
+    has(
+        &e,
+        "p.yaml:6:21: step `a`: `with.method`: unknown variant `FETCH`, expected one of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`",
+    );
     has(&e, "p.yaml:9:30: step `b`: `with`: unknown parameter `timeout`");
     has(&e, "  hint: `shell` takes: command, script, env, cwd, stdout, ok_codes");
-    has(&e, "p.yaml:12:11: step `c`: `with`: missing field `duration`");
-    has(&e, "p.yaml:15:11: step `d`: `with`: give either `command` (argv) or `script`, not both");
+    has(&e, "p.yaml:12:5: step `c`: `with`: missing field `duration`");
+    has(&e, "p.yaml:15:5: step `d`: `with`: give either `command` (argv) or `script`, not both");
 }
 
 #[test]
@@ -166,7 +177,10 @@ fn pathological_files_are_errors_not_hangs() {
     // A billion laughs.
     let mut bomb = String::from("apiVersion: runbook/v1\nname: bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
-        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1));
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
     }
     bomb.push_str("steps: []\n");
     env.write("bomb.yaml", &bomb);

@@ -18,7 +18,13 @@ pub struct CliGate {
 
 impl CliGate {
     pub fn new(yes: bool, approve: &[String], interactive: bool, multi: MultiProgress) -> Self {
-        CliGate { yes, approve: approve.iter().cloned().collect(), interactive, multi, prompt: tokio::sync::Mutex::new(()) }
+        CliGate {
+            yes,
+            approve: approve.iter().cloned().collect(),
+            interactive,
+            multi,
+            prompt: tokio::sync::Mutex::new(()),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::exec::{self, ExecOptions, Outcome};
 use crate::playbook::inputs::{self, GivenValue};
 use crate::playbook::{self, LoadError, Playbook};
 use crate::report::{self, LiveReporter, Mode};
-use crate::state::{EventKind, FileStore, Journal, RunMeta, StateError, StepStatus, JOURNAL_VERSION};
+use crate::state::{EventKind, FileStore, JOURNAL_VERSION, Journal, RunMeta, StateError, StepStatus};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -45,8 +45,8 @@ pub fn main() -> i32 {
         Command::Validate { files } => validate(&cli, files),
         Command::Plan { file, inputs } => plan(&cli, file, inputs),
         Command::Graph { file, format } => graph(file, *format),
-        Command::Exec(a) => with_runtime(|| exec_cmd(&cli, a)),
-        Command::Resume(a) => with_runtime(|| resume_cmd(&cli, a)),
+        Command::Exec(a) => exec_cmd(&cli, a),
+        Command::Resume(a) => resume_cmd(&cli, a),
         Command::Runs => runs(&cli),
         Command::Show { run_id } => show(&cli, run_id),
         Command::Report { .. } => Err(usage(
@@ -67,10 +67,6 @@ pub fn main() -> i32 {
             code
         }
     }
-}
-
-fn with_runtime(f: impl FnOnce() -> Res) -> Res {
-    f()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
@@ -118,13 +114,20 @@ fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
         match playbook::load(f) {
             Ok(pb) => ok_files.push((f.display().to_string(), pb.steps.len())),
             Err(LoadError::Invalid(d)) => all.extend(d),
-            Err(e @ LoadError::Io { .. }) => {
-                all.push(playbook::Diagnostic { file: f.display().to_string(), line: 0, col: 0, message: e.to_string(), hint: None })
-            }
+            Err(e @ LoadError::Io { .. }) => all.push(playbook::Diagnostic {
+                file: f.display().to_string(),
+                line: 0,
+                col: 0,
+                message: e.to_string(),
+                hint: None,
+            }),
         }
     }
     if cli.global.output == Output::Json {
-        println!("{}", serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() }));
+        println!(
+            "{}",
+            serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() })
+        );
     } else {
         for d in &all {
             if d.line == 0 {
@@ -171,7 +174,10 @@ fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
                     GivenValue::Text(t) => inputs::parse_cli_value(spec.kind, t).ok(),
                     GivenValue::Json(j) => Some(j.clone()),
                 });
-                v.insert(name.clone(), given_v.or_else(|| spec.default.clone()).unwrap_or_else(|| format!("<inputs.{name}>").into()));
+                v.insert(
+                    name.clone(),
+                    given_v.or_else(|| spec.default.clone()).unwrap_or_else(|| format!("<inputs.{name}>").into()),
+                );
             }
             v
         }
@@ -179,7 +185,11 @@ fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
     let prepared = exec::prepare_context(&pb, &values, "<run.id>", "<run.started_at>", true).map_err(usage)?;
     warnings.extend(prepared.warnings.iter().cloned());
     for s in &pb.steps {
-        prepared.context.steps.set(&s.id, "<status>", crate::template::Placeholder::value(format!("steps.{}.outputs", s.id)));
+        prepared.context.steps.set(
+            &s.id,
+            "<status>",
+            crate::template::Placeholder::value(format!("steps.{}.outputs", s.id)),
+        );
     }
     let plans: Vec<String> = pb
         .steps
@@ -261,28 +271,21 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     check_approvals(&pb, &a.approve)?;
     let given = parse_kv(&a.inputs)?;
     let values = inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?;
-    if let Some(id) = &a.run_id {
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || id.starts_with('.') {
-            return Err(usage(format!("--run-id `{id}`: use letters, digits, `-`, `_` and `.`")));
-        }
+    if let Some(id) = &a.run_id
+        && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || id.starts_with('.'))
+    {
+        return Err(usage(format!("--run-id `{id}`: use letters, digits, `-`, `_` and `.`")));
     }
     let run_id = a.run_id.clone().unwrap_or_else(|| exec::new_run_id(&pb.name));
     let started_at = jiff::Timestamp::now().to_string();
     let prepared = exec::prepare_context(&pb, &values, &run_id, &started_at, a.dry_run).map_err(usage)?;
     let mode = mode(cli);
-    let mut reporter = LiveReporter::new(mode, pb.steps.len());
-    let gate = Arc::new(CliGate::new(a.yes, &a.approve, interactive(cli), reporter.multi()));
-    let opts = ExecOptions {
-        max_parallel: a.max_parallel as usize,
-        dry_run: a.dry_run,
-        gate,
-        work_dir: std::env::current_dir().map_err(|e| Fail(EXIT_FAILED, format!("no working directory: {e}")))?,
-    };
+    let (mut reporter, opts) = session(cli, &pb, a.yes, &a.approve, a.max_parallel, a.dry_run)?;
     let first = EventKind::RunStarted {
         playbook: pb.name.clone(),
         file: absolute(&a.file),
         sha256: pb.sha256.clone(),
-        steps: pb.steps.iter().map(|s| (s.id.clone(), s.kind.name().to_owned())).collect(),
+        steps: step_list(&pb),
         inputs: prepared.stored_inputs.clone(),
         dry_run: a.dry_run,
     };
@@ -323,6 +326,25 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     Ok(exit_code(outcome))
 }
 
+/// The reporter and the options of one exec or resume session.
+fn session(
+    cli: &Cli,
+    pb: &Playbook,
+    yes: bool,
+    approve: &[String],
+    max_parallel: u32,
+    dry_run: bool,
+) -> Result<(LiveReporter, ExecOptions), Fail> {
+    let reporter = LiveReporter::new(mode(cli), pb.steps.len());
+    let gate = Arc::new(CliGate::new(yes, approve, interactive(cli), reporter.multi()));
+    let work_dir = std::env::current_dir().map_err(|e| Fail(EXIT_FAILED, format!("no working directory: {e}")))?;
+    Ok((reporter, ExecOptions { max_parallel: max_parallel as usize, dry_run, gate, work_dir }))
+}
+
+fn step_list(pb: &Playbook) -> Vec<(String, String)> {
+    pb.steps.iter().map(|s| (s.id.clone(), s.kind.name().to_owned())).collect()
+}
+
 fn absolute(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
@@ -352,7 +374,9 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     };
     check_approvals(&pb, &a.approve)?;
     let from = match &a.from {
-        Some(f) => Some(*pb.index.get(f).ok_or_else(|| usage(format!("--from {f}: no step `{f}` in playbook {}", pb.name)))?),
+        Some(f) => {
+            Some(*pb.index.get(f).ok_or_else(|| usage(format!("--from {f}: no step `{f}` in playbook {}", pb.name)))?)
+        }
         None => None,
     };
     // Inputs: the stored ones, secrets again from -i or the environment.
@@ -408,18 +432,11 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     let reset = exec::resume_reset(&pb, &pb.dag, &state, from, rerun);
     let prepared = exec::prepare_context(&pb, &values, &a.run_id, &state.started_at, false).map_err(usage)?;
     let mode = mode(cli);
-    let mut reporter = LiveReporter::new(mode, pb.steps.len());
-    let gate = Arc::new(CliGate::new(a.yes, &a.approve, interactive(cli), reporter.multi()));
-    let opts = ExecOptions {
-        max_parallel: a.max_parallel as usize,
-        dry_run: false,
-        gate,
-        work_dir: std::env::current_dir().map_err(|e| Fail(EXIT_FAILED, format!("no working directory: {e}")))?,
-    };
+    let (mut reporter, opts) = session(cli, &pb, a.yes, &a.approve, a.max_parallel, false)?;
     let first = EventKind::RunResumed {
         by: gate::operator(),
         reset: reset.iter().map(|&i| pb.steps[i].id.clone()).collect(),
-        steps: pb.steps.iter().map(|s| (s.id.clone(), s.kind.name().to_owned())).collect(),
+        steps: step_list(&pb),
         sha256: pb.sha256.clone(),
     };
     if mode != Mode::Json {

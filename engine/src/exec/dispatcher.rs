@@ -1,17 +1,17 @@
 //! The dispatcher: readiness, triggers, `when`, retries, timeouts, approvals, Ctrl-C.
 
 use super::prepare::Prepared;
-use crate::playbook::{format_duration, Playbook, Trigger, When};
+use crate::playbook::{Playbook, Trigger, When, format_duration};
 use crate::state::{Event, EventKind, Journal, RunState, RunStatus, StateError, StepStatus};
 use crate::steps::{ApprovalGate, Outputs, StepContext, StepError};
 use crate::template::{self, Context, Placeholder, Redactor};
 use minijinja::Value as JValue;
 use serde_json::Value;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
 pub struct ExecOptions {
@@ -61,6 +61,8 @@ struct Dispatcher<'a> {
     rendered: Vec<Option<Value>>,
     ready: VecDeque<usize>,
     run_failed: bool,
+    /// Which step each running task belongs to (to attribute a panic).
+    task_step: HashMap<tokio::task::Id, usize>,
 }
 
 /// Runs (or resumes) a playbook. `prior` is the state of the run being resumed, and
@@ -111,6 +113,7 @@ pub async fn run(
         rendered: vec![None; n],
         ready: VecDeque::new(),
         run_failed: false,
+        task_step: HashMap::new(),
     };
     d.emit(first, true)?;
     for w in prepared.warnings {
@@ -203,8 +206,10 @@ impl<'a> Dispatcher<'a> {
 
     async fn main_loop(mut self) -> Result<(Outcome, RunState), StateError> {
         let mut tasks: JoinSet<TaskResult> = JoinSet::new();
-        let mut sigint = signal(SignalKind::interrupt()).map_err(|e| StateError::Io { path: "SIGINT".into(), source: e })?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| StateError::Io { path: "SIGINT".into(), source: e })?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
         let max = self.opts.max_parallel.max(1);
         loop {
             while tasks.len() < max {
@@ -221,15 +226,18 @@ impl<'a> Dispatcher<'a> {
                 j.flush()?;
             }
             tokio::select! {
-                joined = tasks.join_next() => {
+                joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { continue };
                     let (i, result) = match joined {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // A step that panicked: find it among the running ones.
-                            let i = (0..self.status.len()).find(|&i| self.status[i] == StepStatus::Running && !e.is_cancelled()).unwrap_or(0);
-                            (i, Err(StepError::failed(format!("internal error in the step: {e}"))))
+                        Ok((id, r)) => {
+                            self.task_step.remove(&id);
+                            r
                         }
+                        // A step that panicked fails; the run and its state go on.
+                        Err(e) => match self.task_step.remove(&e.id()) {
+                            Some(i) => (i, Err(StepError::failed(format!("internal error in the step: {e}")))),
+                            None => continue,
+                        },
                     };
                     self.handle(i, result, &mut tasks)?;
                 }
@@ -270,7 +278,12 @@ impl<'a> Dispatcher<'a> {
             (Outcome::Failed, RunStatus::Failed, Some(format!("failed: {}", failed.join(", "))))
         } else if !waiting.is_empty() {
             let approve: Vec<String> = waiting.iter().map(|w| format!("--approve {w}")).collect();
-            let msg = format!("waiting for approval: {}; continue with `runbook resume {} {}`", waiting.join(", "), self.run_id, approve.join(" "));
+            let msg = format!(
+                "waiting for approval: {}; continue with `runbook resume {} {}`",
+                waiting.join(", "),
+                self.run_id,
+                approve.join(" ")
+            );
             (Outcome::Paused, RunStatus::Paused, Some(msg))
         } else if !interrupted.is_empty() {
             let msg = format!(
@@ -324,12 +337,22 @@ impl<'a> Dispatcher<'a> {
 
     fn consider(&mut self, i: usize, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
         match self.decide(i) {
-            Decision::Skip(reason) => return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(reason)),
+            Decision::Skip(reason) => {
+                return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(reason));
+            }
             Decision::Cancel(reason) => {
                 self.cancelled[i] = true;
                 let step = self.pb.steps[i].id.clone();
                 self.emit(
-                    EventKind::StepFinished { step, status: StepStatus::Pending, attempts: 0, outputs: Value::Null, error: None, hint: None, reason: Some(reason) },
+                    EventKind::StepFinished {
+                        step,
+                        status: StepStatus::Pending,
+                        attempts: 0,
+                        outputs: Value::Null,
+                        error: None,
+                        hint: None,
+                        reason: Some(reason),
+                    },
                     false,
                 )?;
                 self.resolve(i);
@@ -349,14 +372,28 @@ impl<'a> Dispatcher<'a> {
                     match template::eval_bool(expr, self.ctx.value()) {
                         Ok(true) => {}
                         Ok(false) => {
-                            return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(format!("when `{expr}` is false")));
+                            return self.finish(
+                                i,
+                                StepStatus::Skipped,
+                                Value::Null,
+                                None,
+                                None,
+                                Some(format!("when `{expr}` is false")),
+                            );
                         }
                         Err(e) if self.opts.dry_run => {
                             let message = format!("step `{}`: `when` cannot be evaluated yet: {e}", step.id);
                             self.emit(EventKind::Warning { message }, false)?;
                         }
                         Err(e) => {
-                            return self.finish(i, StepStatus::Failed, Value::Null, Some(format!("`when` failed: {e}")), None, None);
+                            return self.finish(
+                                i,
+                                StepStatus::Failed,
+                                Value::Null,
+                                Some(format!("`when` failed: {e}")),
+                                None,
+                                None,
+                            );
                         }
                     }
                 }
@@ -405,7 +442,7 @@ impl<'a> Dispatcher<'a> {
             gate: self.opts.gate.clone(),
             work_dir: self.opts.work_dir.clone(),
         };
-        tasks.spawn(async move {
+        let handle = tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -420,10 +457,16 @@ impl<'a> Dispatcher<'a> {
             };
             (i, result)
         });
+        self.task_step.insert(handle.id(), i);
         Ok(())
     }
 
-    fn handle(&mut self, i: usize, result: Result<Outputs, StepError>, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
+    fn handle(
+        &mut self,
+        i: usize,
+        result: Result<Outputs, StepError>,
+        tasks: &mut JoinSet<TaskResult>,
+    ) -> Result<(), StateError> {
         let step = &self.pb.steps[i];
         let max = step.retry.attempts;
         let attempt = self.attempts[i];
@@ -443,7 +486,14 @@ impl<'a> Dispatcher<'a> {
                         None,
                         None,
                     ),
-                    Err(e) => self.finish(i, StepStatus::Failed, outputs, Some(format!("retry.until failed: {e}")), None, None),
+                    Err(e) => self.finish(
+                        i,
+                        StepStatus::Failed,
+                        outputs,
+                        Some(format!("retry.until failed: {e}")),
+                        None,
+                        None,
+                    ),
                 }
             }
             Err(StepError::NeedsApproval { message }) => {

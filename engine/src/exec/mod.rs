@@ -6,5 +6,5 @@
 mod dispatcher;
 mod prepare;
 
-pub use dispatcher::{run, ExecOptions, Outcome, Sink};
-pub use prepare::{new_run_id, prepare_context, resume_reset, Prepared};
+pub use dispatcher::{ExecOptions, Outcome, Sink, run};
+pub use prepare::{Prepared, new_run_id, prepare_context, resume_reset};

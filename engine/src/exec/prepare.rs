@@ -30,10 +30,11 @@ pub fn prepare_context(
     for (name, v) in inputs {
         let secret = pb.inputs.get(name).is_some_and(|i| i.secret);
         if secret {
-            if let Some(s) = v.as_str() {
-                if !redactor.add(s) && !s.is_empty() {
-                    warnings.push(format!("secret input `{name}` is too short to be redacted reliably"));
-                }
+            if let Some(s) = v.as_str()
+                && !redactor.add(s)
+                && !s.is_empty()
+            {
+                warnings.push(format!("secret input `{name}` is too short to be redacted reliably"));
             }
             stored.insert(name.clone(), Value::String(template::redact::MASK.into()));
         } else {
@@ -47,7 +48,8 @@ pub fn prepare_context(
                     warnings.push(format!("secret ${name} is too short to be redacted reliably"));
                 }
             }
-            _ => warnings.push(format!("secret ${name} is not set{}", if dry { " (a real run would need it)" } else { "" })),
+            _ => warnings
+                .push(format!("secret ${name} is not set{}", if dry { " (a real run would need it)" } else { "" })),
         }
     }
     let run = minijinja::context! { id => run_id, started_at => started_at, playbook => pb.name.as_str() };

@@ -93,11 +93,11 @@ impl Dag {
         seen
     }
 
-    /// A Mermaid flowchart; `label(i)` gives each node's text, `class(i)` an optional class.
+    /// A Mermaid flowchart; `label(i)` gives each node's text.
     pub fn mermaid(&self, ids: &[&str], label: impl Fn(usize) -> String) -> String {
         let mut out = String::from("flowchart TD\n");
-        for i in 0..self.len() {
-            out.push_str(&format!("  {}[\"{}\"]\n", ids[i], label(i).replace('"', "#quot;")));
+        for (i, id) in ids.iter().enumerate() {
+            out.push_str(&format!("  {id}[\"{}\"]\n", label(i).replace('"', "#quot;")));
         }
         for i in 0..self.len() {
             for &d in &self.needs[i] {
@@ -109,8 +109,12 @@ impl Dag {
 
     pub fn dot(&self, name: &str, ids: &[&str], label: impl Fn(usize) -> String) -> String {
         let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", name.replace('"', "\\\""));
-        for i in 0..self.len() {
-            out.push_str(&format!("  \"{}\" [label=\"{}\"];\n", ids[i], label(i).replace('\\', "\\\\").replace('"', "\\\"")));
+        for (i, id) in ids.iter().enumerate() {
+            out.push_str(&format!(
+                "  \"{}\" [label=\"{}\"];\n",
+                id,
+                label(i).replace('\\', "\\\\").replace('"', "\\\"")
+            ));
         }
         for i in 0..self.len() {
             for &d in &self.needs[i] {

@@ -1,12 +1,12 @@
 //! Loading and checking: every rule of the format, all problems of a file in one pass.
 
-use super::diag::{did_you_mean, Diagnostic, Diagnostics};
+use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::inputs::{check_enum, check_value};
 use super::model::{Playbook, Retry, Step, When};
-use super::node::{Node, NodeKind, Pos};
+use super::node::{Node, NodeKind, Pos, Seg, segs};
 use super::raw::{RawInput, RawObjectives, RawStep, WhenValue};
 use crate::graph::Dag;
-use crate::steps::{self, Seg};
+use crate::steps;
 use crate::template;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
@@ -30,16 +30,23 @@ pub enum LoadError {
 
 pub fn load(path: &Path) -> Result<Playbook, LoadError> {
     let file = path.display().to_string();
-    let io = |e: std::io::Error| LoadError::Io { file: file.clone(), message: format!("cannot read the playbook: {e}") };
+    let io =
+        |e: std::io::Error| LoadError::Io { file: file.clone(), message: format!("cannot read the playbook: {e}") };
     let f = std::fs::File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
     if len > MAX_FILE_BYTES {
-        return Err(LoadError::Invalid(vec![Diagnostic::new(
-            &file,
-            Pos { line: 1, col: 1 },
-            format!("the file is {:.1} MiB; a playbook may be at most {} MiB", len as f64 / 1048576.0, MAX_FILE_BYTES >> 20),
-        )
-        .with_hint("split it into several playbooks")]));
+        return Err(LoadError::Invalid(vec![
+            Diagnostic::new(
+                &file,
+                Pos { line: 1, col: 1 },
+                format!(
+                    "the file is {:.1} MiB; a playbook may be at most {} MiB",
+                    len as f64 / 1048576.0,
+                    MAX_FILE_BYTES >> 20
+                ),
+            )
+            .with_hint("split it into several playbooks"),
+        ]));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
@@ -98,7 +105,10 @@ fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
         strict_booleans: true,
     };
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
-        let pos = e.location().map(|l| Pos { line: l.line().max(1), col: l.column().max(1) }).unwrap_or(Pos { line: 1, col: 1 });
+        let pos = e
+            .location()
+            .map(|l| Pos { line: l.line().max(1), col: l.column().max(1) })
+            .unwrap_or(Pos { line: 1, col: 1 });
         let msg = yaml_message(&e);
         LoadError::Invalid(vec![Diagnostic::new(file, pos, format!("invalid YAML: {msg}"))])
     })
@@ -131,7 +141,21 @@ const TOP_KEYS: &[&str] =
     &["apiVersion", "name", "description", "severity", "objectives", "inputs", "vars", "secrets", "steps"];
 const RUN_FIELDS: &[&str] = &["id", "started_at", "playbook"];
 /// minijinja globals a template may call without declaring them.
-const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner", "loop", "caller", "self", "super", "varargs", "kwargs"];
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "loop",
+    "caller",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+];
 
 /// Where a template stands, which decides what it may reference.
 #[derive(Clone, Copy)]
@@ -159,45 +183,10 @@ impl Checker {
         match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
             Ok(v) => Some(v),
             Err(err) => {
-                let mut pos = node.locate(err.path());
-                let inner = err.inner().to_string();
-                let path = err.path().to_string();
-                let mut at = if path == "." { String::new() } else { format!("`{path}`: ") };
-                let (message, hint) = match unknown_field(&inner) {
-                    Some((field, expected)) => {
-                        // The error names the map; point at the stray key itself.
-                        let mut map = node;
-                        for seg in err.path().iter() {
-                            if let serde_path_to_error::Segment::Map { key } = seg {
-                                map = map.get(key).unwrap_or(map);
-                            } else if let serde_path_to_error::Segment::Seq { index } = seg {
-                                map = map.index(*index).unwrap_or(map);
-                            }
-                        }
-                        if let Some((k, _)) = map.entry(&field) {
-                            pos = k.pos;
-                        }
-                        let dym = did_you_mean(&field, expected.iter().map(String::as_str));
-                        // serde_path_to_error ends the path with the stray key itself.
-                        if path == field || path.ends_with(&format!(".{field}")) {
-                            let parent = &path[..path.len() - field.len()];
-                            at = match parent.trim_end_matches('.') {
-                                "" => String::new(),
-                                p => format!("`{p}`: "),
-                            };
-                        }
-                        let msg = match dym {
-                            Some(s) => format!("{what}{at}unknown key `{field}` (did you mean `{s}`?)"),
-                            None => format!("{what}{at}unknown key `{field}`"),
-                        };
-                        (msg, Some(format!("allowed keys: {}", expected.join(", "))))
-                    }
-                    None => (format!("{what}{at}{inner}"), None),
-                };
-                let d = self.diags.error(pos, message);
-                if let Some(h) = hint {
-                    d.hint = Some(h);
-                }
+                let path = segs(err.path());
+                let message = err.into_inner().to_string();
+                let (pos, message, hint) = describe_at(node, path, &message, what, "key", "allowed keys");
+                self.diags.error(pos, message).hint = hint;
                 None
             }
         }
@@ -205,9 +194,8 @@ impl Checker {
 
     fn playbook(&mut self, root: &Node) -> Option<Parts> {
         let NodeKind::Map(entries) = &root.kind else {
-            self.diags
-                .error(root.pos, "a playbook is a YAML mapping")
-                .hint = Some("start with `apiVersion: runbook/v1`, then `name:` and `steps:`".into());
+            self.diags.error(root.pos, "a playbook is a YAML mapping").hint =
+                Some("start with `apiVersion: runbook/v1`, then `name:` and `steps:`".into());
             return None;
         };
         for (key, _) in entries {
@@ -253,7 +241,8 @@ impl Checker {
             }
             Some(s)
         });
-        let objectives = root.get("objectives").and_then(|n| self.de::<RawObjectives>(n, "objectives: ")).unwrap_or_default();
+        let objectives =
+            root.get("objectives").and_then(|n| self.de::<RawObjectives>(n, "objectives: ")).unwrap_or_default();
         let inputs = self.inputs(root.get("inputs"));
         let secrets = self.secrets(root.get("secrets"));
         let mut pending = Vec::new();
@@ -267,7 +256,8 @@ impl Checker {
             NodeKind::Seq(items) => items.iter().map(|n| n.get("id").map(scalar_text).unwrap_or_default()).collect(),
             _ => Vec::new(),
         };
-        let mut parts = Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag, labels };
+        let mut parts =
+            Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag, labels };
         self.references(&parts, pending);
         if parts.dag.is_none() || parts.steps.len() != parts.labels.len() {
             parts.steps.clear();
@@ -289,11 +279,11 @@ impl Checker {
             }
             let what = format!("input `{}`: ", key.name);
             let Some(spec) = self.de::<RawInput>(decl, &what) else { continue };
-            if let Some(d) = &spec.default {
-                if let Err(e) = check_value(spec.kind, d).and_then(|v| check_enum(&key.name, &spec, &v)) {
-                    let pos = decl.get("default").map_or(decl.pos, |n| n.pos);
-                    self.diags.error(pos, format!("{what}default: {e}"));
-                }
+            if let Some(d) = &spec.default
+                && let Err(e) = check_value(spec.kind, d).and_then(|v| check_enum(&key.name, &spec, &v))
+            {
+                let pos = decl.get("default").map_or(decl.pos, |n| n.pos);
+                self.diags.error(pos, format!("{what}default: {e}"));
             }
             if let Some(allowed) = &spec.allowed {
                 for (i, a) in allowed.iter().enumerate() {
@@ -360,10 +350,19 @@ impl Checker {
         }
     }
 
-    fn expression(&mut self, node: &Node, src: &str, scope: Scope, field: &str, pending: &mut Vec<PendingRefs>, label: &str) {
+    fn expression(
+        &mut self,
+        node: &Node,
+        src: &str,
+        scope: Scope,
+        field: &str,
+        pending: &mut Vec<PendingRefs>,
+        label: &str,
+    ) {
         if template::is_template(src) {
-            self.diags.error(node.pos, format!("{label}`{field}` is an expression: write it without `{{{{ }}}}`")).hint =
-                Some(format!("e.g. `{field}: \"not inputs.dry_drill\"`"));
+            self.diags
+                .error(node.pos, format!("{label}`{field}` is an expression: write it without `{{{{ }}}}`"))
+                .hint = Some(format!("e.g. `{field}: \"not inputs.dry_drill\"`"));
             return;
         }
         match template::expression_references(src) {
@@ -374,7 +373,11 @@ impl Checker {
         }
     }
 
-    fn steps(&mut self, node: &Node, pending: &mut Vec<PendingRefs>) -> (Vec<Step>, HashMap<String, usize>, Option<Dag>) {
+    fn steps(
+        &mut self,
+        node: &Node,
+        pending: &mut Vec<PendingRefs>,
+    ) -> (Vec<Step>, HashMap<String, usize>, Option<Dag>) {
         let NodeKind::Seq(items) = &node.kind else {
             self.diags.error(node.pos, "`steps` must be a list of steps");
             return (Vec::new(), HashMap::new(), None);
@@ -394,7 +397,8 @@ impl Checker {
                     Some(format!("first defined at line {}", prev.line));
                 continue;
             }
-            if id.is_empty() || !id.starts_with(|c: char| c.is_ascii_lowercase())
+            if id.is_empty()
+                || !id.starts_with(|c: char| c.is_ascii_lowercase())
                 || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
                 self.diags.error(id_node.pos, format!("invalid step id `{id}`")).hint =
@@ -412,11 +416,9 @@ impl Checker {
         };
         let mut steps = Vec::with_capacity(items.len());
         let mut needs_all: Vec<Vec<usize>> = vec![Vec::new(); items.len()];
-        let mut all_ok = true;
         for (i, item) in items.iter().enumerate() {
             if !matches!(item.kind, NodeKind::Map(_)) {
                 self.diags.error(item.pos, "a step is a mapping with at least `id` and `type`");
-                all_ok = false;
                 continue;
             }
             let label = match item.get("id") {
@@ -424,26 +426,18 @@ impl Checker {
                 None => format!("step #{}: ", i + 1),
             };
             let Some(raw) = self.de::<RawStep>(item, &label) else {
-                all_ok = false;
                 continue;
             };
-            needs_all[i] = raw
-                .needs
-                .iter()
-                .filter_map(|n| index.get(n).copied())
-                .filter(|&j| j != i && first_pos.get(ids[j]).is_some())
-                .collect();
+            needs_all[i] = raw.needs.iter().filter_map(|n| index.get(n).copied()).filter(|&j| j != i).collect();
             needs_all[i].dedup();
-            match self.step(i, item, raw, &label, &index, &ids, pending) {
-                Some(step) => steps.push(step),
-                None => all_ok = false,
+            if let Some(step) = self.step(i, item, raw, &label, &index, &ids, pending) {
+                steps.push(step);
             }
         }
         if index.len() != items.len() {
             // Duplicate or missing ids: positions and ids no longer line up.
             return (steps, index, None);
         }
-        let _ = all_ok;
         match Dag::build(needs_all) {
             Ok(dag) => (steps, index, Some(dag)),
             Err(cycles) => {
@@ -476,10 +470,16 @@ impl Checker {
             None => {
                 ok = false;
                 if let Some((_, plan)) = steps::PLANNED.iter().find(|(n, _)| *n == raw.kind) {
-                    self.diags.error(type_pos, format!("{label}step type `{}` is not implemented in this build yet", raw.kind)).hint =
+                    self.diags
+                        .error(
+                            type_pos,
+                            format!("{label}step type `{}` is not implemented in this build yet", raw.kind),
+                        )
+                        .hint =
                         Some(format!("it is planned with {plan} (see docs/steps.md); available: {}", known_list()));
                 } else {
-                    let dym = did_you_mean(&raw.kind, steps::known_names().chain(steps::PLANNED.iter().map(|(n, _)| *n)));
+                    let dym =
+                        did_you_mean(&raw.kind, steps::known_names().chain(steps::PLANNED.iter().map(|(n, _)| *n)));
                     let msg = match dym {
                         Some(s) => format!("{label}unknown step type `{}` (did you mean `{s}`?)", raw.kind),
                         None => format!("{label}unknown step type `{}`", raw.kind),
@@ -523,38 +523,26 @@ impl Checker {
             }
             self.templates_in(with_node, Scope::Step(i), pending);
         }
+        let mut kind_idempotent = false;
         if let Some(kind) = kind {
-            if let Err(mut e) = kind.check(&params) {
-                if let Some((field, _)) = unknown_field(&e.message) {
-                    if e.path.last() == Some(&Seg::Key(field)) {
-                        e.path.pop();
-                    }
-                }
-                ok = false;
-                let pos = match node.get("with") {
-                    Some(w) => locate_segs(w, &e.path),
-                    None => node.entry("type").map_or(node.pos, |(k, _)| k.pos),
-                };
-                let d = self.diags.error(pos, format!("{label}`{}`: {}", e.path_string(), tidy_serde(&e.message)));
-                if let Some((field, expected)) = unknown_field(&e.message) {
-                    if let Some(map) = node.get("with") {
-                        let mut m = map;
-                        for seg in &e.path {
-                            m = match seg {
-                                Seg::Key(k) => m.get(k).unwrap_or(m),
-                                Seg::Index(i) => m.index(*i).unwrap_or(m),
-                            };
+            match kind.check(&params) {
+                Ok(idem) => kind_idempotent = idem,
+                Err(e) => {
+                    ok = false;
+                    let (pos, message, hint) = match node.get("with") {
+                        Some(_) => {
+                            let mut path = vec![Seg::Key("with".into())];
+                            path.extend(e.path);
+                            let takes = format!("`{}` takes", kind.name());
+                            describe_at(node, path, &e.message, label, "parameter", &takes)
                         }
-                        if let Some((k, _)) = m.entry(&field) {
-                            d.line = k.pos.line;
-                            d.col = k.pos.col;
-                        }
-                    }
-                    d.message = match did_you_mean(&field, expected.iter().map(String::as_str)) {
-                        Some(s) => format!("{label}`{}`: unknown parameter `{field}` (did you mean `{s}`?)", e.path_string()),
-                        None => format!("{label}`{}`: unknown parameter `{field}`", e.path_string()),
+                        None => (
+                            node.entry("type").map_or(node.pos, |(k, _)| k.pos),
+                            format!("{label}`with`: {}", tidy_serde(&e.message)),
+                            None,
+                        ),
                     };
-                    d.hint = Some(format!("`{}` takes: {}", kind.name(), expected.join(", ")));
+                    self.diags.error(pos, message).hint = hint;
                 }
             }
         }
@@ -572,15 +560,21 @@ impl Checker {
             let rn = node.get("retry").unwrap_or(node);
             if r.attempts == 0 {
                 ok = false;
-                self.diags.error(rn.get("attempts").map_or(rn.pos, |n| n.pos), format!("{label}`retry.attempts` must be at least 1"));
+                self.diags.error(
+                    rn.get("attempts").map_or(rn.pos, |n| n.pos),
+                    format!("{label}`retry.attempts` must be at least 1"),
+                );
             }
             if let Some(until) = &r.until {
                 self.expression(rn.get("until").unwrap_or(rn), until, Scope::Until(i), "retry.until", pending, label);
             }
-            if let (Some(d), Some(m)) = (r.delay, r.max_delay) {
-                if m.0 < d.0 {
-                    self.diags.error(rn.get("max_delay").map_or(rn.pos, |n| n.pos), format!("{label}`retry.max_delay` ({m}) is shorter than `retry.delay` ({d})"));
-                }
+            if let (Some(d), Some(m)) = (r.delay, r.max_delay)
+                && m.0 < d.0
+            {
+                self.diags.error(
+                    rn.get("max_delay").map_or(rn.pos, |n| n.pos),
+                    format!("{label}`retry.max_delay` ({m}) is shorter than `retry.delay` ({d})"),
+                );
             }
             retry = Retry {
                 attempts: r.attempts.max(1),
@@ -590,16 +584,19 @@ impl Checker {
                 until: r.until.clone(),
             };
         }
-        if let Some(t) = raw.timeout {
-            if t.0.is_zero() {
-                self.diags.error(node.get("timeout").map_or(node.pos, |n| n.pos), format!("{label}`timeout` must be more than 0s"));
-            }
+        if let Some(t) = raw.timeout
+            && t.0.is_zero()
+        {
+            self.diags.error(
+                node.get("timeout").map_or(node.pos, |n| n.pos),
+                format!("{label}`timeout` must be more than 0s"),
+            );
         }
         let kind = kind?;
         if !ok {
             return None;
         }
-        let idempotent = raw.idempotent.unwrap_or_else(|| kind.idempotent(&params));
+        let idempotent = raw.idempotent.unwrap_or(kind_idempotent);
         Some(Step {
             id: raw.id.clone(),
             kind,
@@ -651,7 +648,8 @@ impl Checker {
                 if parts.inputs.contains_key(name) {
                     return None;
                 }
-                let dym = did_you_mean(name, parts.inputs.keys().map(String::as_str)).map(|s| format!(" (did you mean `{s}`?)"));
+                let dym = did_you_mean(name, parts.inputs.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"));
                 Some((
                     format!("{who}template uses undeclared input `{name}`{}", dym.unwrap_or_default()),
                     Some(format!("declare it under `inputs:` (e.g. `{name}: {{ type: string, required: true }}`)")),
@@ -662,22 +660,29 @@ impl Checker {
                 match vars.iter().position(|v| *v == name) {
                     Some(j) => match scope {
                         Scope::Var(i) if j >= i => Some((
-                            format!("{who}uses `vars.{name}`, which is defined {}", if i == j { "by itself" } else { "later" }),
+                            format!(
+                                "{who}uses `vars.{name}`, which is defined {}",
+                                if i == j { "by itself" } else { "later" }
+                            ),
                             Some("vars are rendered once, in order: move it above".into()),
                         )),
                         _ => None,
                     },
                     None => {
                         let dym = did_you_mean(name, vars.iter().copied()).map(|s| format!(" (did you mean `{s}`?)"));
-                        Some((format!("{who}template uses undeclared var `{name}`{}", dym.unwrap_or_default()), Some("declare it under `vars:`".into())))
+                        Some((
+                            format!("{who}template uses undeclared var `{name}`{}", dym.unwrap_or_default()),
+                            Some("declare it under `vars:`".into()),
+                        ))
                     }
                 }
             }
             "env" => None,
             "run" => match name {
-                Some(n) if !RUN_FIELDS.contains(&n) => {
-                    Some((format!("{who}unknown field `run.{n}`"), Some(format!("`run` has: {}", RUN_FIELDS.join(", ")))))
-                }
+                Some(n) if !RUN_FIELDS.contains(&n) => Some((
+                    format!("{who}unknown field `run.{n}`"),
+                    Some(format!("`run` has: {}", RUN_FIELDS.join(", "))),
+                )),
                 _ => None,
             },
             "steps" => {
@@ -692,13 +697,21 @@ impl Checker {
                 };
                 let name = name?;
                 let Some(&j) = parts.index.get(name) else {
-                    let dym = did_you_mean(name, parts.index.keys().map(String::as_str)).map(|s| format!(" (did you mean `{s}`?)"));
-                    return Some((format!("{who}template uses unknown step `{name}`{}", dym.unwrap_or_default()), None));
+                    let dym = did_you_mean(name, parts.index.keys().map(String::as_str))
+                        .map(|s| format!(" (did you mean `{s}`?)"));
+                    return Some((
+                        format!("{who}template uses unknown step `{name}`{}", dym.unwrap_or_default()),
+                        None,
+                    ));
                 };
-                if let Some(f) = field {
-                    if f != "outputs" && f != "status" {
-                        return Some((format!("{who}unknown field `steps.{name}.{f}`"), Some("a step has `outputs` and `status`".into())));
-                    }
+                if let Some(f) = field
+                    && f != "outputs"
+                    && f != "status"
+                {
+                    return Some((
+                        format!("{who}unknown field `steps.{name}.{f}`"),
+                        Some("a step has `outputs` and `status`".into()),
+                    ));
                 }
                 if i == j {
                     return Some((
@@ -716,7 +729,10 @@ impl Checker {
                 ))
             }
             "outputs" if matches!(scope, Scope::Until(_)) => None,
-            "outputs" => Some((format!("{who}`outputs` is only defined in `retry.until`"), Some("use `steps.<id>.outputs`".into()))),
+            "outputs" => Some((
+                format!("{who}`outputs` is only defined in `retry.until`"),
+                Some("use `steps.<id>.outputs`".into()),
+            )),
             g if GLOBALS.contains(&g) => None,
             other => Some((
                 format!("{who}template uses unknown variable `{other}`"),
@@ -730,26 +746,50 @@ fn known_list() -> String {
     steps::known_names().collect::<Vec<_>>().join(", ")
 }
 
-fn locate_segs(node: &Node, path: &[Seg]) -> Pos {
-    let mut n = node;
-    let mut pos = node.pos;
+/// Where an error about `path` (under `node`) points, and how it reads. An unknown-field
+/// error names the stray key: it points at that key and suggests the closest allowed one.
+fn describe_at(
+    node: &Node,
+    mut path: Vec<Seg>,
+    message: &str,
+    what: &str,
+    noun: &str,
+    allowed: &str,
+) -> (Pos, String, Option<String>) {
+    let Some((field, expected)) = unknown_field(message) else {
+        let (_, pos) = node.locate(&path);
+        let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path_text(&path)) };
+        return (pos, format!("{what}{at}{}", tidy_serde(message)), None);
+    };
+    // serde_path_to_error ends the path with the stray key itself.
+    if path.last() == Some(&Seg::Key(field.clone())) {
+        path.pop();
+    }
+    let (map, mut pos) = node.locate(&path);
+    if let Some((k, _)) = map.entry(&field) {
+        pos = k.pos;
+    }
+    let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path_text(&path)) };
+    let message = match did_you_mean(&field, expected.iter().map(String::as_str)) {
+        Some(s) => format!("{what}{at}unknown {noun} `{field}` (did you mean `{s}`?)"),
+        None => format!("{what}{at}unknown {noun} `{field}`"),
+    };
+    (pos, message, Some(format!("{allowed}: {}", expected.join(", "))))
+}
+
+fn path_text(path: &[Seg]) -> String {
+    let mut s = String::new();
     for seg in path {
-        let next = match seg {
-            Seg::Key(k) => n.entry(k).map(|(key, v)| (if matches!(v.kind, NodeKind::Map(_) | NodeKind::Seq(_)) { key.pos } else { v.pos }, v)),
-            Seg::Index(i) => n.index(*i).map(|v| (v.pos, v)),
-        };
-        match next {
-            Some((p, v)) => {
-                pos = p;
-                n = v;
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k);
             }
-            None => {
-                // A missing key, or an unknown one named in the message: stay on the map.
-                break;
-            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
         }
     }
-    pos
+    s
 }
 
 fn scalar_text(n: &Node) -> String {
@@ -764,7 +804,8 @@ fn scalar_text(n: &Node) -> String {
 }
 
 fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
@@ -772,18 +813,14 @@ fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     let rest = msg.strip_prefix("unknown field `")?;
     let end = rest.find('`')?;
     let field = rest[..end].to_owned();
-    let expected = rest[end..]
-        .split('`')
-        .skip(2)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
+    let expected = rest[end..].split('`').skip(2).step_by(2).map(str::to_owned).collect();
     Some((field, expected))
 }
 
 /// serde's wording, lightly tidied for SREs.
 fn tidy_serde(msg: &str) -> String {
-    msg.replace("invalid type: ", "wrong type: ").replace("data did not match any variant of untagged enum ", "value does not fit ")
+    msg.replace("invalid type: ", "wrong type: ")
+        .replace("data did not match any variant of untagged enum ", "value does not fit ")
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Input values: parsed from `-i key=value` by their declared type, checked against
 //! `enum`, defaults applied, required ones demanded.
 
-use super::raw::{InputType, RawInput};
 use super::Playbook;
+use super::raw::{InputType, RawInput};
 use indexmap::IndexMap;
 use serde_json::Value;
 

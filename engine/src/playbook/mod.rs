@@ -13,8 +13,8 @@ pub mod node;
 pub mod raw;
 pub mod schema;
 
-pub use check::{load, load_str, LoadError, MAX_FILE_BYTES};
+pub use check::{LoadError, MAX_FILE_BYTES, load, load_str};
 pub use diag::Diagnostic;
-pub use duration::{format_duration, parse_duration, Dur};
+pub use duration::{Dur, format_duration, parse_duration};
 pub use model::{Playbook, Retry, Step, When};
 pub use raw::{Backoff, InputType, RawInput, RawObjectives, RpoValue, Trigger};

@@ -40,6 +40,24 @@ pub enum NodeKind {
     Map(Vec<(Key, Node)>),
 }
 
+/// One segment of a path into a document (`with.headers.Authorization`, `command[0]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// The path of a serde_path_to_error error, as segments.
+pub fn segs(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    path.iter()
+        .filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Key {
     pub name: String,
@@ -81,32 +99,24 @@ impl Node {
         }
     }
 
-    /// The position of the deepest node along `path` (as serde_path_to_error reports it).
-    /// An unknown-field error names the key that does not belong, so a final segment that
-    /// is a key of the map found so far points at that key.
-    pub fn locate(&self, path: &serde_path_to_error::Path) -> Pos {
-        use serde_path_to_error::Segment;
+    /// The deepest node along `path`, and where to point at it: the value when it is a
+    /// scalar, the key when it is a map or a list (the key line reads better there).
+    pub fn locate(&self, path: &[Seg]) -> (&Node, Pos) {
         let mut node = self;
         let mut pos = self.pos;
-        for seg in path.iter() {
+        for seg in path {
             let next = match seg {
-                Segment::Seq { index } => node.index(*index).map(|n| (n.pos, n)),
-                Segment::Map { key } => node.entry(key).map(|(k, n)| {
-                    // Point at the value when it is a scalar on the same line, else at the key.
-                    let at = if matches!(n.kind, NodeKind::Map(_) | NodeKind::Seq(_)) { k.pos } else { n.pos };
-                    (at, n)
+                Seg::Index(i) => node.index(*i).map(|n| (n.pos, n)),
+                Seg::Key(k) => node.entry(k).map(|(key, n)| {
+                    (if matches!(n.kind, NodeKind::Map(_) | NodeKind::Seq(_)) { key.pos } else { n.pos }, n)
                 }),
-                _ => Some((node.pos, node)),
             };
-            match next {
-                Some((p, n)) => {
-                    pos = p;
-                    node = n;
-                }
-                None => break,
-            }
+            // A missing key (or the unknown one an error names) leaves us on its map.
+            let Some((p, n)) = next else { break };
+            pos = p;
+            node = n;
         }
-        pos
+        (node, pos)
     }
 
     pub fn as_str(&self) -> Option<&str> {

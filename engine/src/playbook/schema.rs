@@ -5,7 +5,7 @@
 use super::raw::RawPlaybook;
 use crate::steps;
 use schemars::generate::SchemaSettings;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub fn schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
@@ -21,8 +21,11 @@ pub fn schema() -> Value {
     // Allow templates wherever a parameter's value goes.
     if let Some(defs) = root.get_mut(defs_key).and_then(Value::as_object_mut) {
         for (_, params, _) in &per_type {
-            let Some(name) = params.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) else { continue };
-            if let Some(props) = defs.get_mut(name).and_then(|d| d.get_mut("properties")).and_then(Value::as_object_mut) {
+            let Some(name) = params.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) else {
+                continue;
+            };
+            if let Some(props) = defs.get_mut(name).and_then(|d| d.get_mut("properties")).and_then(Value::as_object_mut)
+            {
                 for (_, p) in props.iter_mut() {
                     let original = p.take();
                     *p = json!({ "anyOf": [original, { "$ref": format!("#/{defs_key}/Template") }] });
@@ -41,7 +44,8 @@ pub fn schema() -> Value {
             step.insert("allOf".into(), Value::Array(all_of));
             if let Some(t) = step.get_mut("properties").and_then(|p| p.get_mut("type")) {
                 t["enum"] = json!(names);
-                t["description"] = json!(per_type.iter().map(|(n, _, s)| format!("`{n}`: {s}")).collect::<Vec<_>>().join("; "));
+                t["description"] =
+                    json!(per_type.iter().map(|(n, _, s)| format!("`{n}`: {s}")).collect::<Vec<_>>().join("; "));
             }
         }
     }

@@ -111,7 +111,10 @@ impl Sink for LiveReporter {
                 self.started.entry(step.clone()).or_insert_with(Instant::now);
                 if self.mode == Mode::Tty {
                     let sp = self.multi.add(ProgressBar::new_spinner());
-                    sp.set_style(ProgressStyle::with_template("  {spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    sp.set_style(
+                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
                     let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                     sp.set_message(format!("{step}{again}"));
                     sp.enable_steady_tick(Duration::from_millis(120));
@@ -124,7 +127,10 @@ impl Sink for LiveReporter {
                 }
             }
             EventKind::StepRetrying { step, attempt, error, delay_ms } => {
-                self.line(&format!("↻ {step} attempt {attempt} failed: {error}; retrying in {}", human_duration(Duration::from_millis(*delay_ms))));
+                self.line(&format!(
+                    "↻ {step} attempt {attempt} failed: {error}; retrying in {}",
+                    human_duration(Duration::from_millis(*delay_ms))
+                ));
             }
             EventKind::StepPlanned { step, plan } => self.line(&format!("• {step}: would {plan}")),
             EventKind::StepFinished { step, status, error, hint, reason, .. } => {

@@ -1,9 +1,9 @@
 //! Static views: `show`, `runs`, `plan`.
 
 use super::live::human_duration;
-use crate::playbook::{format_duration, Playbook, RpoValue, Trigger, When};
+use crate::playbook::{Playbook, RpoValue, Trigger, When, format_duration};
 use crate::state::{RunState, RunSummary};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn span(a: &Option<String>, b: &Option<String>) -> Option<std::time::Duration> {
     let a: jiff::Timestamp = a.as_deref()?.parse().ok()?;
@@ -43,14 +43,26 @@ pub fn show_json(s: &RunState) -> Value {
 pub fn show_text(s: &RunState) -> String {
     let mut out = format!("run {}  playbook {}  {}\n", s.run_id, s.playbook, s.status.as_str());
     let total = span(&Some(s.started_at.clone()), &s.finished_at).map(human_duration).unwrap_or_else(|| "-".into());
-    out.push_str(&format!("started {}  finished {}  took {total}\n\n", s.started_at, s.finished_at.as_deref().unwrap_or("-")));
+    out.push_str(&format!(
+        "started {}  finished {}  took {total}\n\n",
+        s.started_at,
+        s.finished_at.as_deref().unwrap_or("-")
+    ));
     let w = s.steps.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("{:<w$}  {:<12}  {:<11}  {:>8}  {:>8}  NOTE\n", "STEP", "TYPE", "STATUS", "ATTEMPTS", "TOOK"));
+    out.push_str(&format!(
+        "{:<w$}  {:<12}  {:<11}  {:>8}  {:>8}  NOTE\n",
+        "STEP", "TYPE", "STATUS", "ATTEMPTS", "TOOK"
+    ));
     for (id, st) in &s.steps {
         let took = span(&st.started_at, &st.finished_at).map(human_duration).unwrap_or_else(|| "-".into());
         let note = st.error.as_deref().or(st.reason.as_deref()).unwrap_or("");
         let note = note.lines().next().unwrap_or("");
-        out.push_str(&format!("{id:<w$}  {:<12}  {:<11}  {:>8}  {took:>8}  {note}\n", st.kind, st.status.as_str(), st.attempts));
+        out.push_str(&format!(
+            "{id:<w$}  {:<12}  {:<11}  {:>8}  {took:>8}  {note}\n",
+            st.kind,
+            st.status.as_str(),
+            st.attempts
+        ));
     }
     for warning in &s.warnings {
         out.push_str(&format!("warning: {warning}\n"));
@@ -70,12 +82,12 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
     out
 }
 
-
 fn step_notes(pb: &Playbook, i: usize) -> Vec<String> {
     let s = &pb.steps[i];
     let mut notes = Vec::new();
     if !s.needs.is_empty() {
-        notes.push(format!("needs {}", s.needs.iter().map(|&j| pb.steps[j].id.as_str()).collect::<Vec<_>>().join(", ")));
+        notes
+            .push(format!("needs {}", s.needs.iter().map(|&j| pb.steps[j].id.as_str()).collect::<Vec<_>>().join(", ")));
     }
     match s.trigger {
         Trigger::Success => {}

@@ -96,7 +96,12 @@ impl FileStore {
     }
 
     /// Creates the folder of a new run and takes its lock.
-    pub fn create(&self, meta: &RunMeta, playbook_text: &str, inputs: &serde_json::Value) -> Result<RunDir, StateError> {
+    pub fn create(
+        &self,
+        meta: &RunMeta,
+        playbook_text: &str,
+        inputs: &serde_json::Value,
+    ) -> Result<RunDir, StateError> {
         let dir = self.run_dir(&meta.run_id);
         if dir.exists() {
             return Err(StateError::Corrupt {
@@ -126,7 +131,10 @@ impl FileStore {
     fn existing(&self, run_id: &str) -> Result<PathBuf, StateError> {
         let dir = self.run_dir(run_id);
         if run_id.is_empty() || run_id.contains('/') || !dir.join("meta.json").is_file() {
-            return Err(StateError::NotFound { run_id: run_id.to_owned(), dir: self.root.join("runs").display().to_string() });
+            return Err(StateError::NotFound {
+                run_id: run_id.to_owned(),
+                dir: self.root.join("runs").display().to_string(),
+            });
         }
         Ok(dir)
     }
@@ -139,7 +147,10 @@ impl FileStore {
         if meta.format_version != JOURNAL_VERSION {
             return Err(StateError::Corrupt {
                 path: path.display().to_string(),
-                message: format!("state format version {} is not supported by this runbook (it reads {JOURNAL_VERSION})", meta.format_version),
+                message: format!(
+                    "state format version {} is not supported by this runbook (it reads {JOURNAL_VERSION})",
+                    meta.format_version
+                ),
             });
         }
         Ok(meta)
@@ -153,7 +164,8 @@ impl FileStore {
     pub fn inputs(&self, run_id: &str) -> Result<serde_json::Value, StateError> {
         let path = self.existing(run_id)?.join("inputs.json");
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// The state of a run: the snapshot plus the journal after it. A run marked running
@@ -201,7 +213,8 @@ impl FileStore {
 
 fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
     let path = dir.join("lock");
-    let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+    let mut file =
+        OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
     if file.try_lock().is_err() {
         return Err(StateError::Locked { run_id: run_id.to_owned(), holder: read_holder(&path).to_string() });
     }
@@ -212,10 +225,11 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
 }
 
 fn read_holder(path: &Path) -> LockHolder {
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(LockHolder { pid: 0, host: "an unknown host".into(), since: "unknown".into() })
+    fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(LockHolder {
+        pid: 0,
+        host: "an unknown host".into(),
+        since: "unknown".into(),
+    })
 }
 
 pub fn hostname() -> String {
@@ -314,18 +328,17 @@ impl Journal {
         let exists = path.exists();
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
         if !exists {
-            writeln!(file, "{{\"format\":\"{JOURNAL_FORMAT}\",\"version\":{JOURNAL_VERSION}}}").map_err(io_err(&path))?;
+            writeln!(file, "{{\"format\":\"{JOURNAL_FORMAT}\",\"version\":{JOURNAL_VERSION}}}")
+                .map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
             sync_dir(dir);
         } else {
-            // A half-written last line from a crash would glue onto the next event.
+            // A half-written last line from a crash would glue onto the next event: cut it.
+            // Only the tail is read; a journal of a long run is not read whole.
             let len = file.metadata().map_err(io_err(&path))?.len();
-            if len > 0 {
-                let bytes = fs::read(&path).map_err(io_err(&path))?;
-                if bytes.last() != Some(&b'\n') {
-                    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-                    file.set_len(keep as u64).map_err(io_err(&path))?;
-                }
+            let keep = complete_prefix_len(&path, len).map_err(io_err(&path))?;
+            if keep < len {
+                file.set_len(keep).map_err(io_err(&path))?;
             }
         }
         Ok(Journal { out: BufWriter::with_capacity(64 * 1024, file), path, dirty: false })
@@ -356,9 +369,28 @@ impl Journal {
     }
 }
 
+/// The length of the journal up to and including its last newline.
+fn complete_prefix_len(path: &Path, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(p) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + p as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 impl RunDir {
     pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(state).map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
+        let bytes =
+            serde_json::to_vec(state).map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
         write_durable(&self.dir.join("state.json"), &bytes)?;
         sync_dir(&self.dir);
         Ok(())
@@ -368,4 +400,3 @@ impl RunDir {
         load_state(&self.dir)
     }
 }
-

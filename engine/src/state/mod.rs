@@ -8,5 +8,7 @@ mod file;
 mod run_state;
 
 pub use event::{Event, EventKind, RunStatus, StepStatus};
-pub use file::{hostname as file_hostname, FileStore, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, JOURNAL_VERSION};
+pub use file::{
+    FileStore, JOURNAL_VERSION, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, hostname as file_hostname,
+};
 pub use run_state::{RunState, StepState};

@@ -108,9 +108,10 @@ impl TypedStep for Http {
             req = req.json(json);
         }
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| {
-            StepError::failed(format!("{} {} failed: {}", p.method.as_str(), p.url, error_chain(&e)))
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| StepError::failed(format!("{} {} failed: {}", p.method.as_str(), p.url, error_chain(&e))))?;
         let status = resp.status().as_u16();
         let headers: serde_json::Map<String, Value> = resp
             .headers()

@@ -23,12 +23,7 @@ use std::sync::Arc;
 
 pub type Outputs = Value;
 
-/// One segment of a parameter path (`with.headers.Authorization`, `with.command[0]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
+pub use crate::playbook::node::Seg;
 
 /// Parameters that do not fit the step type.
 #[derive(Debug, Clone)]
@@ -64,8 +59,12 @@ impl ParamError {
 /// A human decision on an approval step.
 #[derive(Debug, Clone)]
 pub enum Decision {
-    Approved { by: String },
-    Denied { by: String },
+    Approved {
+        by: String,
+    },
+    Denied {
+        by: String,
+    },
     /// Nobody can answer now (non-interactive run): the run pauses, `resume --approve` goes on.
     Pending,
 }
@@ -101,7 +100,9 @@ impl StepError {
 
     pub fn with_hint(self, hint: impl Into<String>) -> Self {
         match self {
-            StepError::Failed { message, outputs, .. } => StepError::Failed { message, hint: Some(hint.into()), outputs },
+            StepError::Failed { message, outputs, .. } => {
+                StepError::Failed { message, hint: Some(hint.into()), outputs }
+            }
             other => other,
         }
     }
@@ -118,11 +119,10 @@ impl StepError {
 pub trait StepKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn summary(&self) -> &'static str;
-    /// Whether running the step twice is harmless, judged from its (possibly templated)
-    /// parameters. Unknown (templated) means no.
-    fn idempotent(&self, params: &Value) -> bool;
-    /// Checks parameters at validate time; templated values are accepted as they stand.
-    fn check(&self, params: &Value) -> Result<(), ParamError>;
+    /// Checks parameters at validate time (templated values are accepted as they stand)
+    /// and tells whether running the step twice is harmless with them. Unknown (a
+    /// templated value decides) means no.
+    fn check(&self, params: &Value) -> Result<bool, ParamError>;
     /// One line saying what the step would do with these (rendered) parameters.
     fn plan(&self, params: &Value) -> String;
     fn run<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Result<Outputs, StepError>>;
@@ -146,15 +146,7 @@ pub trait TypedStep: Send + Sync + 'static {
 
 fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, ParamError> {
     serde_path_to_error::deserialize(params).map_err(|err| {
-        let path = err
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                _ => None,
-            })
-            .collect();
+        let path = crate::playbook::node::segs(err.path());
         ParamError { path, message: err.into_inner().to_string() }
     })
 }
@@ -187,14 +179,10 @@ impl<T: TypedStep> StepKind for T {
         T::SUMMARY
     }
 
-    fn idempotent(&self, params: &Value) -> bool {
-        parse_params::<T::Params>(params).map(|p| T::idempotent(&p)).unwrap_or(false)
-    }
-
-    fn check(&self, params: &Value) -> Result<(), ParamError> {
+    fn check(&self, params: &Value) -> Result<bool, ParamError> {
         match parse_params::<T::Params>(params) {
-            Ok(p) => T::validate(&p),
-            Err(e) if path_is_templated(params, &e.path) => Ok(()),
+            Ok(p) => T::validate(&p).map(|_| T::idempotent(&p)),
+            Err(e) if path_is_templated(params, &e.path) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -118,7 +118,9 @@ impl TypedStep for Shell {
         let what = Self::plan(&p);
         let child = cmd.spawn().map_err(|e| {
             let hint = match e.kind() {
-                std::io::ErrorKind::NotFound if !cwd.is_dir() => format!("the working directory {} does not exist", cwd.display()),
+                std::io::ErrorKind::NotFound if !cwd.is_dir() => {
+                    format!("the working directory {} does not exist", cwd.display())
+                }
                 std::io::ErrorKind::NotFound => "is the program installed and on PATH?".to_owned(),
                 _ => "check the command and its permissions".to_owned(),
             };

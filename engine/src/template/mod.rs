@@ -86,16 +86,15 @@ pub fn render_str(src: &str, ctx: &JValue) -> Result<Value, TemplateError> {
         let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe(&e) })?;
         return to_json(&v);
     }
-    env()
-        .render_str(src, ctx.clone())
-        .map(Value::String)
-        .map_err(|e| TemplateError { message: describe(&e) })
+    env().render_str(src, ctx.clone()).map(Value::String).map_err(|e| TemplateError { message: describe(&e) })
 }
 
 /// Renders every string inside a value; the error names the path (`with.url`).
 pub fn render_value(v: &Value, ctx: &JValue, path: &str) -> Result<Value, TemplateError> {
     Ok(match v {
-        Value::String(s) => render_str(s, ctx).map_err(|e| TemplateError { message: format!("`{path}`: {}", e.message) })?,
+        Value::String(s) => {
+            render_str(s, ctx).map_err(|e| TemplateError { message: format!("`{path}`: {}", e.message) })?
+        }
         Value::Array(items) => Value::Array(
             items
                 .iter()
