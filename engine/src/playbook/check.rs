@@ -3,7 +3,7 @@
 use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::inputs::{check_enum, check_value};
 use super::model::{Playbook, Retry, Step, When};
-use super::node::{Node, NodeKind, Pos, Seg, segs};
+use super::node::{Limits, Node, NodeKind, Pos, Seg, segs};
 use super::raw::{RawInput, RawObjectives, RawStep, WhenValue};
 use crate::graph::Dag;
 use crate::steps;
@@ -91,35 +91,9 @@ pub fn hex(bytes: &[u8]) -> String {
 fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
     // Playbooks are small and shallow; these bounds turn alias bombs, deep nesting and
     // generated monsters into errors instead of a hang or an out-of-memory kill.
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_depth: 64,
-            max_nodes: 400_000,
-            max_aliases: 1_000,
-            max_anchors: 1_000,
-            max_documents: 1,
-            max_total_scalar_bytes: MAX_FILE_BYTES as usize,
-        },
-        with_snippet: false,
-        // Only `true`/`false` are booleans: `n: 3` or `no: x` must not turn into false.
-        strict_booleans: true,
-    };
-    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
-        let pos = e
-            .location()
-            .map(|l| Pos { line: l.line().max(1), col: l.column().max(1) })
-            .unwrap_or(Pos { line: 1, col: 1 });
-        let msg = yaml_message(&e);
-        LoadError::Invalid(vec![Diagnostic::new(file, pos, format!("invalid YAML: {msg}"))])
-    })
-}
-
-/// serde-saphyr's message without its own "at line X, column Y" (we print file:line:col).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let full = e.without_snippet().to_string();
-    let first = full.lines().next().unwrap_or("").trim();
-    let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
-    cut.trim_end_matches(',').to_owned()
+    let limits = Limits { max_depth: 64, max_nodes: 400_000 };
+    super::node::parse(text, limits)
+        .map_err(|e| LoadError::Invalid(vec![Diagnostic::new(file, e.pos, format!("invalid YAML: {}", e.message))]))
 }
 
 struct Parts {
@@ -491,6 +465,8 @@ impl Checker {
         };
         let mut needs = Vec::with_capacity(raw.needs.len());
         let needs_node = node.get("needs");
+        // A join of thousands of branches must not cost a quadratic duplicate check.
+        let mut seen = std::collections::HashSet::with_capacity(raw.needs.len());
         for (n, need) in raw.needs.iter().enumerate() {
             let pos = needs_node.and_then(|nn| nn.index(n)).map_or(node.pos, |x| x.pos);
             match index.get(need) {
@@ -498,7 +474,7 @@ impl Checker {
                     ok = false;
                     self.diags.error(pos, format!("{label}needs itself"));
                 }
-                Some(&j) if needs.contains(&j) => {
+                Some(&j) if !seen.insert(j) => {
                     ok = false;
                     self.diags.error(pos, format!("{label}needs `{need}` twice"));
                 }

@@ -1,13 +1,16 @@
 //! A YAML document as a tree of nodes that remember where they stood in the file.
 //!
-//! serde-saphyr parses (with a budget, so alias bombs and deep nesting become errors) and
-//! gives each node its line and column through `Spanned`. Later stages deserialize typed
-//! structs from the JSON form of a subtree; when that fails, the error's path leads back
-//! into this tree to the exact line and column of the offending value.
+//! The tree is built straight from the events of granit-parser (the YAML 1.2 parser under
+//! serde-saphyr): positions for every key and value come for free, and the work is a
+//! third of going through serde with a span per value (measured in bench/engine.py).
+//! The builder enforces the budget itself: nesting depth, node count (aliases count at
+//! their expanded size, so alias bombs stop early) and one document per file. Later stages
+//! deserialize typed structs from the JSON form of a subtree; when that fails, the error's
+//! path leads back into this tree to the exact line and column.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
-use std::fmt;
+use granit_parser::{Event, Parser, ScalarStyle, Span};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// A 1-based position in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -17,8 +20,9 @@ pub struct Pos {
 }
 
 impl Pos {
-    fn from_location(loc: serde_saphyr::Location) -> Self {
-        Pos { line: loc.line().max(1), col: loc.column().max(1) }
+    fn of(span: &Span) -> Self {
+        // granit-parser: lines are 1-based, columns 0-based.
+        Pos { line: span.start.line().max(1) as u64, col: span.start.col() as u64 + 1 }
     }
 }
 
@@ -127,93 +131,291 @@ impl Node {
     }
 }
 
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<NodeKind>::deserialize(d)?;
-        Ok(Node { pos: Pos::from_location(spanned.referenced), kind: spanned.value })
-    }
+/// Bounds for [`parse`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_nodes: usize,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<NodeKind>::deserialize(d)?;
-        let name = match spanned.value {
-            NodeKind::Str(s) => s,
-            NodeKind::Int(i) => i.to_string(),
-            NodeKind::Bool(b) => b.to_string(),
-            NodeKind::Float(f) => f.to_string(),
-            NodeKind::Null => "null".to_string(),
-            NodeKind::Seq(_) | NodeKind::Map(_) => {
-                return Err(de::Error::custom("a mapping key must be a scalar, not a list or a map"));
+/// A YAML problem at a position.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document into a tree of positioned nodes.
+pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
+    // The parser's own nesting limits (255) guard its scanner; ours (64) come first.
+    let mut b =
+        Builder { parser: Parser::new_from_str(text), limits, nodes: 0, anchors: HashMap::new(), last: Pos::default() };
+    loop {
+        let (ev, span) = b.next()?;
+        match ev {
+            Event::StreamStart | Event::DocumentStart(..) => continue,
+            Event::StreamEnd => return Ok(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Null }),
+            ev => {
+                let root = b.node(ev, span, 0)?;
+                loop {
+                    let (ev, span) = b.next()?;
+                    match ev {
+                        Event::DocumentEnd => continue,
+                        Event::StreamEnd => return Ok(root),
+                        _ => {
+                            return Err(YamlError {
+                                pos: Pos::of(&span),
+                                message: "a playbook file holds one YAML document (found a second `---`)".into(),
+                            });
+                        }
+                    }
+                }
             }
+        }
+    }
+}
+
+struct Builder<'a> {
+    parser: Parser<'a, granit_parser::StrInput<'a>>,
+    limits: Limits,
+    nodes: usize,
+    /// Anchored nodes with their size (nodes in the subtree), for aliases.
+    anchors: HashMap<usize, (Node, usize)>,
+    last: Pos,
+}
+
+impl<'a> Builder<'a> {
+    fn next(&mut self) -> Result<(Event<'a>, Span), YamlError> {
+        loop {
+            match self.parser.next_event() {
+                None => return Err(YamlError { pos: self.last, message: "unexpected end of input".into() }),
+                Some(Err(e)) => {
+                    let m = e.marker();
+                    let pos = Pos { line: m.line().max(1) as u64, col: m.col() as u64 + 1 };
+                    return Err(YamlError { pos, message: e.info() });
+                }
+                // Anchor names are presentation; the node events carry the ids.
+                Some(Ok((Event::Anchor(..), _))) => continue,
+                Some(Ok((ev, span))) => {
+                    self.last = Pos::of(&span);
+                    return Ok((ev, span));
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
+        self.nodes += n;
+        if self.nodes > self.limits.max_nodes {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the document has more than {} values (aliases count at their expanded size)",
+                    self.limits.max_nodes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, ev: Event<'a>, span: Span, depth: usize) -> Result<Node, YamlError> {
+        let pos = Pos::of(&span);
+        let start = self.nodes;
+        let (kind, anchor) = match ev {
+            Event::Scalar(value, style, anchor, tag) => {
+                self.count(1, pos)?;
+                let tag = tag.map(|t| t.suffix().to_owned());
+                (scalar(value, style, tag.as_deref()), anchor)
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                self.enter(depth, pos)?;
+                let mut items = Vec::new();
+                loop {
+                    let (ev, span) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    items.push(self.node(ev, span, depth + 1)?);
+                }
+                (NodeKind::Seq(items), anchor)
+            }
+            Event::MappingStart(_, anchor, _) => {
+                self.enter(depth, pos)?;
+                let mut entries: Vec<(Key, Node)> = Vec::new();
+                let mut merged: Vec<(Key, Node)> = Vec::new();
+                loop {
+                    let (ev, span) = self.next()?;
+                    if matches!(ev, Event::MappingEnd) {
+                        break;
+                    }
+                    let key_node = self.node(ev, span, depth + 1)?;
+                    let name = match key_node.kind {
+                        NodeKind::Str(s) => s,
+                        NodeKind::Int(i) => i.to_string(),
+                        NodeKind::Bool(b) => b.to_string(),
+                        NodeKind::Float(f) => f.to_string(),
+                        NodeKind::Null => "null".into(),
+                        NodeKind::Seq(_) | NodeKind::Map(_) => {
+                            return Err(YamlError {
+                                pos: key_node.pos,
+                                message: "a mapping key must be a scalar, not a list or a map".into(),
+                            });
+                        }
+                    };
+                    let (ev, span) = self.next()?;
+                    let value = self.node(ev, span, depth + 1)?;
+                    if name == "<<" {
+                        // YAML merge key: `<<: *defaults` or `<<: [*a, *b]`; explicit keys win.
+                        merge_into(&mut merged, value)?;
+                        continue;
+                    }
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
+                        return Err(YamlError {
+                            pos: key_node.pos,
+                            message: format!("duplicate key `{name}` (first at line {})", first.pos.line),
+                        });
+                    }
+                    entries.push((Key { name, pos: key_node.pos }, value));
+                }
+                for (k, v) in merged {
+                    if !entries.iter().any(|(e, _)| e.name == k.name) {
+                        entries.push((k, v));
+                    }
+                }
+                (NodeKind::Map(entries), anchor)
+            }
+            Event::Alias(id) => {
+                // Count the expansion before copying it: an alias bomb stops here.
+                let Some(&(_, size)) = self.anchors.get(&id) else {
+                    return Err(YamlError { pos, message: "alias to an unknown anchor".into() });
+                };
+                self.count(size, pos)?;
+                let kind = self.anchors[&id].0.kind.clone();
+                return Ok(Node { pos, kind });
+            }
+            Event::UnresolvedAlias(name) => {
+                return Err(YamlError { pos, message: format!("alias `*{name}` refers to no anchor") });
+            }
+            other => return Err(YamlError { pos, message: format!("unexpected YAML event {other:?}") }),
         };
-        Ok(Key { name, pos: Pos::from_location(spanned.referenced) })
+        let node = Node { pos, kind };
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), (self.nodes - start).max(1)));
+        }
+        Ok(node)
+    }
+
+    fn enter(&mut self, depth: usize, pos: Pos) -> Result<(), YamlError> {
+        if depth >= self.limits.max_depth {
+            return Err(YamlError { pos, message: format!("nesting deeper than {} levels", self.limits.max_depth) });
+        }
+        self.count(1, pos)
     }
 }
 
-struct KindVisitor;
-
-impl<'de> Visitor<'de> for KindVisitor {
-    type Value = NodeKind;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_unit<E>(self) -> Result<NodeKind, E> {
-        Ok(NodeKind::Null)
-    }
-    fn visit_none<E>(self) -> Result<NodeKind, E> {
-        Ok(NodeKind::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<NodeKind, D::Error> {
-        d.deserialize_any(KindVisitor)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<NodeKind, E> {
-        Ok(NodeKind::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<NodeKind, E> {
-        Ok(NodeKind::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<NodeKind, E> {
-        i64::try_from(v).map(NodeKind::Int).or(Ok(NodeKind::Float(v as f64)))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<NodeKind, E> {
-        i64::try_from(v).map(NodeKind::Int).or(Ok(NodeKind::Float(v as f64)))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<NodeKind, E> {
-        i64::try_from(v).map(NodeKind::Int).or(Ok(NodeKind::Float(v as f64)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<NodeKind, E> {
-        Ok(NodeKind::Float(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(v))
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(String::from_utf8_lossy(v).into_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NodeKind, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element::<Node>()? {
-            items.push(item);
+fn merge_into(merged: &mut Vec<(Key, Node)>, value: Node) -> Result<(), YamlError> {
+    match value.kind {
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                if !merged.iter().any(|(m, _)| m.name == k.name) {
+                    merged.push((k, v));
+                }
+            }
+            Ok(())
         }
-        Ok(NodeKind::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeKind, A::Error> {
-        let mut entries: Vec<(Key, Node)> = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-        while let Some(key) = map.next_key::<Key>()? {
-            let value = map.next_value::<Node>()?;
-            entries.push((key, value));
-        }
-        Ok(NodeKind::Map(entries))
+        NodeKind::Seq(items) => items.into_iter().try_for_each(|i| merge_into(merged, i)),
+        _ => Err(YamlError { pos: value.pos, message: "`<<` merges a mapping or a list of mappings".into() }),
     }
 }
 
-impl<'de> Deserialize<'de> for NodeKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(KindVisitor)
+/// The YAML 1.2 core schema for plain scalars, with two deliberate restrictions: only
+/// `true`/`false` are booleans (so `no`, `n`, `on` stay text), and numbers with a leading
+/// zero (`0755`, `007`) stay text.
+fn scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) -> NodeKind {
+    if style != ScalarStyle::Plain || tag == Some("str") {
+        return NodeKind::Str(value.into_owned());
+    }
+    let v = value.as_ref();
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
+        "true" | "True" | "TRUE" => return NodeKind::Bool(true),
+        "false" | "False" | "FALSE" => return NodeKind::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" => return NodeKind::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return NodeKind::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return NodeKind::Float(f64::NAN),
+        _ => {}
+    }
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let first = digits.as_bytes().first().copied();
+    if first.is_some_and(|c| c.is_ascii_digit() || c == b'.') {
+        if let Some(hex) = v.strip_prefix("0x") {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return NodeKind::Int(i);
+            }
+        } else if let Some(oct) = v.strip_prefix("0o") {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return NodeKind::Int(i);
+            }
+        } else if digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0.") {
+            return NodeKind::Str(value.into_owned());
+        } else if digits.bytes().all(|c| c.is_ascii_digit()) {
+            if let Ok(i) = v.parse::<i64>() {
+                return NodeKind::Int(i);
+            }
+        } else if digits.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+'))
+            && digits.bytes().any(|c| c.is_ascii_digit())
+            && let Ok(f) = v.parse::<f64>()
+        {
+            return NodeKind::Float(f);
+        }
+    }
+    NodeKind::Str(value.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 10_000 };
+
+    fn kind(text: &str) -> NodeKind {
+        parse(text, LIMITS).unwrap().kind
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema_strictly() {
+        assert!(matches!(kind("42"), NodeKind::Int(42)));
+        assert!(matches!(kind("-1.5e3"), NodeKind::Float(f) if f == -1500.0));
+        assert!(matches!(kind("0x1f"), NodeKind::Int(31)));
+        assert!(matches!(kind("true"), NodeKind::Bool(true)));
+        assert!(matches!(kind("~"), NodeKind::Null));
+        for text in ["no", "n", "on", "yes", "0755", "30s", "1.2.3", "'42'", "!!str 42"] {
+            assert!(matches!(kind(text), NodeKind::Str(_)), "{text} should be text");
+        }
+    }
+
+    #[test]
+    fn positions_merges_duplicates_and_budget() {
+        let n = parse("a: 1\nb:\n  - x\n  - {c: 2}\n", LIMITS).unwrap();
+        let (k, v) = n.entry("b").unwrap();
+        assert_eq!((k.pos.line, k.pos.col), (2, 1));
+        assert_eq!(v.index(1).unwrap().get("c").unwrap().pos, Pos { line: 4, col: 9 });
+        let m = parse("base: &b {x: 1, y: 2}\nuse: {<<: *b, y: 3}\n", LIMITS).unwrap();
+        let used = m.get("use").unwrap();
+        assert!(matches!(used.get("y").unwrap().kind, NodeKind::Int(3)));
+        assert!(matches!(used.get("x").unwrap().kind, NodeKind::Int(1)));
+        let dup = parse("a: 1\na: 2\n", LIMITS).unwrap_err();
+        assert_eq!((dup.pos.line, dup.message.as_str()), (2, "duplicate key `a` (first at line 1)"));
+        let deep = parse(&format!("{}{}", "[".repeat(100), "]".repeat(100)), LIMITS).unwrap_err();
+        assert!(deep.message.contains("nesting deeper than 64 levels"));
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+                p = i - 1
+            ));
+        }
+        assert!(parse(&bomb, LIMITS).unwrap_err().message.contains("more than 10000 values"));
+        assert!(parse("a: 1\n---\nb: 2\n", LIMITS).unwrap_err().message.contains("one YAML document"));
     }
 }
