@@ -6,4 +6,5 @@ mod support;
 mod crash;
 mod formats;
 mod run;
+mod tty;
 mod validate;

@@ -30,8 +30,23 @@ impl CliGate {
 
 /// Who is at the keyboard, as recorded with approvals.
 pub fn operator() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| user_of_uid());
     format!("{user}@{}", crate::state::file_hostname())
+}
+
+/// The login name of this process's user from /etc/passwd (services and CI often set no $USER).
+fn user_of_uid() -> String {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() }.to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Asks a yes/no question on the terminal.

@@ -275,7 +275,7 @@ impl<'a> Dispatcher<'a> {
         let interrupted = ids(StepStatus::Interrupted, &self);
         let (outcome, status, message) = if self.run_failed {
             let failed = ids(StepStatus::Failed, &self);
-            (Outcome::Failed, RunStatus::Failed, Some(format!("failed: {}", failed.join(", "))))
+            (Outcome::Failed, RunStatus::Failed, Some(format!("failed steps: {}", failed.join(", "))))
         } else if !waiting.is_empty() {
             let approve: Vec<String> = waiting.iter().map(|w| format!("--approve {w}")).collect();
             let msg = format!(

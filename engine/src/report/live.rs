@@ -151,11 +151,11 @@ impl Sink for LiveReporter {
                     StepStatus::Skipped => Some(format!("- {step} skipped: {}", reason.as_deref().unwrap_or(""))),
                     _ => Some(format!("○ {step} {}", reason.as_deref().unwrap_or("not started"))),
                 };
-                if let Some(t) = text {
-                    self.line(&t);
-                }
                 if let Some(o) = &self.overall {
                     o.inc(1);
+                }
+                if let Some(t) = text {
+                    self.line(&t);
                 }
             }
             EventKind::StepWaiting { step, message } => {
