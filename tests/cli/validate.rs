@@ -54,13 +54,16 @@ fn ids_missing_invalid_duplicate() {
 fn unknown_step_type_lists_known_ones() {
     let e = problems("steps:\n  - id: a\n    type: shel\n");
     has(&e, "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)");
-    has(&e, "  hint: known types: approval, http, notify, shell, wait");
+    has(
+        &e,
+        "  hint: known types: approval, http, notify, pg-dump, pg-restore, pitr-restore, shell, sql, verify-rls, wait",
+    );
 }
 
 #[test]
 fn planned_step_type_says_not_implemented() {
-    let e = problems("steps:\n  - id: a\n    type: pitr-restore\n");
-    has(&e, "p.yaml:5:11: step `a`: step type `pitr-restore` is not implemented in this build yet");
+    let e = problems("steps:\n  - id: a\n    type: s3-copy\n");
+    has(&e, "p.yaml:5:11: step `a`: step type `s3-copy` is not implemented in this build yet");
 }
 
 #[test]

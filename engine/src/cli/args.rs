@@ -86,6 +86,14 @@ pub enum Command {
     Diff { old: PathBuf, new: PathBuf },
     /// Print the JSON Schema of the playbook format
     Schema,
+    /// Print the row-level security of a healthy database, as the expected file of `verify-rls`
+    RlsSnapshot {
+        /// postgresql://... (the password may also come from PGPASSWORD)
+        url: String,
+        /// Schemas to include
+        #[arg(long, value_delimiter = ',', default_value = "public")]
+        schemas: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ pub fn main() -> i32 {
             "`runbook report` is not implemented in this version yet; use `runbook show RUN_ID` (or `--output json`) for the timeline",
         )),
         Command::Diff { .. } => Err(usage("`runbook diff` is not implemented in this version yet")),
+        Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)
@@ -474,5 +475,22 @@ fn show(cli: &Cli, run_id: &str) -> Res {
     } else {
         print!("{}", report::show_text(&state));
     }
+    Ok(EXIT_OK)
+}
+
+fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
+    let rt = runtime()?;
+    let snap = rt
+        .block_on(async {
+            let (client, label) = crate::steps::pg::connect(url).await?;
+            crate::steps::rls::read(&client, &label, Some(schemas), None).await
+        })
+        .map_err(|e| match e {
+            crate::steps::StepError::Failed { message, hint: Some(h), .. } => {
+                Fail(EXIT_FAILED, format!("{message}\n  hint: {h}"))
+            }
+            other => Fail(EXIT_FAILED, other.to_string()),
+        })?;
+    print!("{}", crate::steps::rls::to_yaml(&snap));
     Ok(EXIT_OK)
 }

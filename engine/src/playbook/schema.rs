@@ -24,12 +24,8 @@ pub fn schema() -> Value {
             let Some(name) = params.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) else {
                 continue;
             };
-            if let Some(props) = defs.get_mut(name).and_then(|d| d.get_mut("properties")).and_then(Value::as_object_mut)
-            {
-                for (_, p) in props.iter_mut() {
-                    let original = p.take();
-                    *p = json!({ "anyOf": [original, { "$ref": format!("#/{defs_key}/Template") }] });
-                }
+            if let Some(def) = defs.get_mut(name) {
+                allow_templates(def, defs_key);
             }
         }
         defs.insert(
@@ -51,6 +47,21 @@ pub fn schema() -> Value {
     }
     root["$id"] = json!("https://runbook.dev/schemas/playbook.schema.json");
     root
+}
+
+/// Lets every parameter of a step type (and of each variant of a tagged one) be a template.
+fn allow_templates(def: &mut Value, defs_key: &str) {
+    if let Some(props) = def.get_mut("properties").and_then(Value::as_object_mut) {
+        for (_, p) in props.iter_mut() {
+            let original = p.take();
+            *p = json!({ "anyOf": [original, { "$ref": format!("#/{defs_key}/Template") }] });
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(variants) = def.get_mut(key).and_then(Value::as_array_mut) {
+            variants.iter_mut().for_each(|v| allow_templates(v, defs_key));
+        }
+    }
 }
 
 pub fn schema_json() -> String {

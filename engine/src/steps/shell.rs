@@ -83,7 +83,13 @@ impl TypedStep for Shell {
     fn plan(p: &ShellParams) -> String {
         match (&p.command, &p.script) {
             (Some(argv), _) => format!("run {}", argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")),
-            (None, Some(script)) => format!("run script: {}", script.trim()),
+            (None, Some(script)) => {
+                let lines: Vec<&str> = script.trim().lines().collect();
+                match lines.len() {
+                    0 | 1 => format!("run script: {}", script.trim()),
+                    n => format!("run script: {} … ({n} lines)", lines[0].trim()),
+                }
+            }
             (None, None) => "run nothing".into(),
         }
     }

@@ -1,0 +1,259 @@
+//! `pg-dump` and `pg-restore`: the manual backups of the DR document (`pg_dump` full and
+//! schema-only) and restoring chosen tables from them, with the PostgreSQL client tools.
+//! Passwords travel in PGPASSWORD, never on a command line.
+
+use super::pg;
+use super::pitr::pg_command;
+use super::support::tail_lines;
+use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// SQL text (`backup-*.sql`), restorable with psql.
+    #[default]
+    Plain,
+    /// pg_dump's custom format (`backup-*.dump`): compressed, tables restorable one by one.
+    Custom,
+}
+
+pub struct PgDump;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DumpParams {
+    pub url: String,
+    /// A file, or a folder (ending in `/` or existing) for `backup-YYYYMMDD-HHMMSS.sql|dump`
+    /// (`schema-...` with `schema_only`).
+    pub to: String,
+    #[serde(default)]
+    pub schema_only: bool,
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// Only these tables (`schema.table`).
+    #[serde(default)]
+    pub tables: Vec<String>,
+}
+
+impl TypedStep for PgDump {
+    const NAME: &'static str = "pg-dump";
+    const SUMMARY: &'static str = "pg_dump full or schema-only to a file, with size and sha256";
+    type Params = DumpParams;
+
+    fn idempotent(_: &DumpParams) -> bool {
+        false
+    }
+
+    fn plan(p: &DumpParams) -> String {
+        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        let what = if p.schema_only { "schema of" } else { "all of" };
+        format!("dump {what} {url} ({:?}) to {}", p.format, p.to).to_lowercase()
+    }
+
+    async fn run(&self, ctx: &StepContext, p: DumpParams) -> Result<Outputs, StepError> {
+        let started = Instant::now();
+        let (conn, env) = pg::tool_env(&p.url)?;
+        let path = destination(&ctx.work_dir, &p)?;
+        let tmp = path.with_extension("partial");
+        let mut cmd = pg_command("pg_dump", None);
+        cmd.arg("--dbname").arg(&conn).arg("--file").arg(&tmp).arg("--no-password");
+        cmd.arg(match p.format {
+            DumpFormat::Plain => "--format=plain",
+            DumpFormat::Custom => "--format=custom",
+        });
+        if p.schema_only {
+            cmd.arg("--schema-only");
+        }
+        for t in &p.tables {
+            cmd.arg("--table").arg(t);
+        }
+        cmd.envs(env);
+        let out = cmd.output().await.map_err(|e| {
+            StepError::failed(format!("cannot run pg_dump: {e}"))
+                .with_hint("install the PostgreSQL client (postgresql-client) or set RUNBOOK_PG_BIN")
+        })?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let hint = if err.contains("server version mismatch") {
+                "pg_dump must be at least as new as the server: install the matching postgresql-client"
+            } else {
+                "check the connection string and the user's rights"
+            };
+            return Err(StepError::failed(format!("pg_dump failed: {}", tail_lines(&err, 5))).with_hint(hint));
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| StepError::failed(format!("cannot move the dump into place: {e}")))?;
+        let (bytes, sha256) = digest(&path)?;
+        Ok(serde_json::json!({
+            "path": path.display().to_string(),
+            "bytes": bytes,
+            "sha256": sha256,
+            "format": match p.format { DumpFormat::Plain => "plain", DumpFormat::Custom => "custom" },
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))
+    }
+}
+
+fn destination(work: &Path, p: &DumpParams) -> Result<PathBuf, StepError> {
+    let to = work.join(&p.to);
+    if p.to.ends_with('/') || to.is_dir() {
+        std::fs::create_dir_all(&to).map_err(|e| StepError::failed(format!("cannot create {}: {e}", to.display())))?;
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
+        let kind = if p.schema_only { "schema" } else { "backup" };
+        let ext = match p.format {
+            DumpFormat::Plain => "sql",
+            DumpFormat::Custom => "dump",
+        };
+        return Ok(to.join(format!("{kind}-{stamp}.{ext}")));
+    }
+    if to.exists() {
+        return Err(StepError::failed(format!("{} exists; a backup never overwrites a file", to.display())));
+    }
+    Ok(to)
+}
+
+fn digest(path: &Path) -> Result<(u64, String), StepError> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| StepError::failed(format!("cannot read {}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StepError::failed(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((total, crate::playbook::hex(&h.finalize())))
+}
+
+pub struct PgRestore;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreParams {
+    /// The database to restore into.
+    pub url: String,
+    /// A dump written by `pg-dump` (custom format for table-by-table restores).
+    pub from: String,
+    /// Restore only these tables (`schema.table`); their rows are replaced, their schema and
+    /// policies are kept. Empty: restore the whole dump.
+    #[serde(default)]
+    pub tables: Vec<String>,
+}
+
+impl TypedStep for PgRestore {
+    const NAME: &'static str = "pg-restore";
+    const SUMMARY: &'static str = "restore chosen tables (or all) from a dump, in one transaction";
+    type Params = RestoreParams;
+
+    fn idempotent(_: &RestoreParams) -> bool {
+        false
+    }
+
+    fn validate(p: &RestoreParams) -> Result<(), ParamError> {
+        if p.tables.iter().any(|t| t.trim().is_empty()) {
+            return Err(ParamError::at("tables", "a table name is empty"));
+        }
+        Ok(())
+    }
+
+    fn plan(p: &RestoreParams) -> String {
+        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        if p.tables.is_empty() {
+            format!("restore all of {} into {url}", p.from)
+        } else {
+            format!("replace the rows of {} in {url} with those in {}", p.tables.join(", "), p.from)
+        }
+    }
+
+    async fn run(&self, ctx: &StepContext, p: RestoreParams) -> Result<Outputs, StepError> {
+        let started = Instant::now();
+        let from = ctx.work_dir.join(&p.from);
+        if !from.is_file() {
+            return Err(StepError::failed(format!("dump {} does not exist", from.display())));
+        }
+        let (conn, env) = pg::tool_env(&p.url)?;
+        let custom = std::fs::File::open(&from)
+            .and_then(|mut f| {
+                let mut magic = [0u8; 5];
+                f.read_exact(&mut magic).map(|_| &magic == b"PGDMP")
+            })
+            .unwrap_or(false);
+        // The SQL to run: the whole plain dump, or the chosen tables' data from a custom one.
+        let mut script = String::from("\\set ON_ERROR_STOP on\n");
+        if custom {
+            let mut list = pg_command("pg_restore", None);
+            list.arg("--file=-").arg(&from);
+            if !p.tables.is_empty() {
+                list.arg("--data-only");
+                for t in &p.tables {
+                    let (schema, table) = t.split_once('.').unwrap_or(("public", t));
+                    list.arg("--schema").arg(schema).arg("--table").arg(table);
+                }
+                script.push_str(&format!("TRUNCATE {};\n", p.tables.join(", ")));
+            }
+            let out = list.output().await.map_err(|e| StepError::failed(format!("cannot run pg_restore: {e}")))?;
+            if !out.status.success() {
+                return Err(StepError::failed(format!(
+                    "pg_restore failed: {}",
+                    tail_lines(&String::from_utf8_lossy(&out.stderr), 5)
+                )));
+            }
+            script.push_str(&String::from_utf8_lossy(&out.stdout));
+        } else {
+            if !p.tables.is_empty() {
+                return Err(StepError::failed(
+                    "restoring chosen tables needs a custom-format dump (`format: custom` in pg-dump)",
+                )
+                .with_hint("restore the whole plain dump (no `tables`) or dump again with format: custom"));
+            }
+            script.push_str(
+                &std::fs::read_to_string(&from)
+                    .map_err(|e| StepError::failed(format!("cannot read {}: {e}", from.display())))?,
+            );
+        }
+        let mut psql = pg_command("psql", None);
+        psql.arg("--dbname")
+            .arg(&conn)
+            .args(["--no-password", "--quiet", "--single-transaction", "--file=-"])
+            .envs(env);
+        psql.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = psql.spawn().map_err(|e| StepError::failed(format!("cannot run psql: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(script.as_bytes()).await;
+        }
+        let out = child.wait_with_output().await.map_err(|e| StepError::failed(format!("psql failed: {e}")))?;
+        if !out.status.success() {
+            return Err(StepError::failed(format!(
+                "the restore was rolled back: {}",
+                tail_lines(&String::from_utf8_lossy(&out.stderr), 5)
+            )));
+        }
+        let mut rows = serde_json::Map::new();
+        if !p.tables.is_empty() {
+            let (client, label) = pg::connect(&p.url).await?;
+            for t in &p.tables {
+                let q = format!("select count(*) from {}", quote_table(t));
+                let n: i64 = client.query_one(&q, &[]).await.map_err(|e| pg::query_error(&label, &e))?.get(0);
+                rows.insert(t.clone(), n.into());
+            }
+        }
+        Ok(serde_json::json!({ "tables": rows, "duration_ms": started.elapsed().as_millis() as u64 }))
+    }
+}
+
+fn quote_table(t: &str) -> String {
+    t.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
+}
