@@ -187,10 +187,10 @@ fn numeric(raw: &[u8]) -> Result<Value, Box<dyn std::error::Error + Sync + Send>
         if let Ok(i) = text.parse::<i64>() {
             return Ok(Value::from(i));
         }
-    } else if text.len() <= 15 {
-        if let Ok(f) = text.parse::<f64>() {
-            return Ok(float(f));
-        }
+    } else if text.len() <= 15
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Ok(float(f));
     }
     Ok(Value::String(text))
 }

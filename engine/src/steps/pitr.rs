@@ -198,13 +198,11 @@ async fn postgres(ctx: &StepContext, p: PostgresPitr) -> Result<Outputs, StepErr
     if !data_dir.join("PG_VERSION").exists() {
         return Err(StepError::failed(format!("{} is not a PostgreSQL base backup (no PG_VERSION)", base.display())));
     }
-    if let Some(start) = backup_start(&data_dir) {
-        if target < start {
-            return Err(StepError::failed(format!(
-                "target_time {target} is before the base backup was taken ({start})"
-            ))
+    if let Some(start) = backup_start(&data_dir)
+        && target < start
+    {
+        return Err(StepError::failed(format!("target_time {target} is before the base backup was taken ({start})"))
             .with_hint("restore from an older base backup"));
-        }
     }
     for stale in ["postmaster.pid", "standby.signal"] {
         let _ = std::fs::remove_file(data_dir.join(stale));
@@ -318,15 +316,15 @@ async fn supabase(ctx: &StepContext, p: SupabasePitr) -> Result<Outputs, StepErr
     let range = backups.get("physical_backup_data");
     let earliest = range.and_then(|r| r.get("earliest_physical_backup_date_unix")).and_then(|v| v.as_i64());
     let latest = range.and_then(|r| r.get("latest_physical_backup_date_unix")).and_then(|v| v.as_i64());
-    if let (Some(e), Some(l)) = (earliest, latest) {
-        if unix < e || unix > l {
-            let show = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default();
-            return Err(StepError::failed(format!(
-                "target_time {target} is outside the recoverable window {} .. {}",
-                show(e),
-                show(l)
-            )));
-        }
+    if let (Some(e), Some(l)) = (earliest, latest)
+        && (unix < e || unix > l)
+    {
+        let show = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default();
+        return Err(StepError::failed(format!(
+            "target_time {target} is outside the recoverable window {} .. {}",
+            show(e),
+            show(l)
+        )));
     }
     api.post(
         &format!("/v1/projects/{}/database/backups/restore-pitr", p.project_ref),

@@ -71,12 +71,13 @@ impl<'a> Api<'a> {
                     ))
                 });
             }
-            if matches!(status, 429 | 503) && tries < THROTTLE_RETRIES {
-                if let Some(wait) = retry_after.filter(|w| *w <= MAX_RETRY_AFTER) {
-                    tries += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            if matches!(status, 429 | 503)
+                && tries < THROTTLE_RETRIES
+                && let Some(wait) = retry_after.filter(|w| *w <= MAX_RETRY_AFTER)
+            {
+                tries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
             }
             let message = api_message(&text);
             let hint = match status {

@@ -78,10 +78,10 @@ impl TypedStep for Sql {
             Err(e) => return Err(pg::query_error(&label, &e)),
         };
         let outputs = serde_json::json!({ "rows": rows, "row_count": rows.len() });
-        if let Some(expect) = &p.expect {
-            if let Err(msg) = check_expect(expect, &rows) {
-                return Err(StepError::failed(msg).with_outputs(outputs));
-            }
+        if let Some(expect) = &p.expect
+            && let Err(msg) = check_expect(expect, &rows)
+        {
+            return Err(StepError::failed(msg).with_outputs(outputs));
         }
         Ok(outputs)
     }
@@ -121,10 +121,10 @@ fn same(expected: &Value, actual: &Value) -> bool {
 }
 
 fn check_expect(expect: &Expect, rows: &[Value]) -> Result<(), String> {
-    if let Some(n) = expect.row_count {
-        if rows.len() as u64 != n {
-            return Err(format!("expected {n} row(s), got {}", rows.len()));
-        }
+    if let Some(n) = expect.row_count
+        && rows.len() as u64 != n
+    {
+        return Err(format!("expected {n} row(s), got {}", rows.len()));
     }
     if let Some(want) = &expect.rows {
         if want.len() != rows.len() {
