@@ -5,6 +5,8 @@ mod support;
 
 mod crash;
 mod formats;
+mod pg;
+mod pg_cluster;
 mod run;
 mod tty;
 mod validate;

@@ -44,6 +44,10 @@ pub struct PostgresPitr {
     /// The database superuser in the output URL.
     #[serde(default = "default_user")]
     pub user: String,
+    /// Its password, if the restored cluster asks for one over TCP (put it in a secret:
+    /// it is part of the output URL, which is redacted in state and output).
+    #[serde(default)]
+    pub password: Option<String>,
     /// The OS user that owns and runs the restored cluster when runbook runs as root.
     #[serde(default)]
     pub os_user: Option<String>,
@@ -242,7 +246,11 @@ recovery_target_time = '{target_pg}'\nrecovery_target_action = 'promote'\n",
     if let Err(e) = sh(&mut start, "pg_ctl start").await {
         return Err(explain_log(&log).unwrap_or(e));
     }
-    let url = format!("postgresql://{}@127.0.0.1:{}/postgres", p.user, p.port);
+    let auth = match &p.password {
+        Some(pw) => format!("{}:{}", p.user, pct(pw)),
+        None => p.user.clone(),
+    };
+    let url = format!("postgresql://{auth}@127.0.0.1:{}/postgres", p.port);
     let (client, label) = pg::connect(&url).await?;
     loop {
         let row = client.query_one("select pg_is_in_recovery()", &[]).await.map_err(|e| pg::query_error(&label, &e))?;
@@ -270,6 +278,19 @@ recovery_target_time = '{target_pg}'\nrecovery_target_action = 'promote'\n",
         "duration_ms": started.elapsed().as_millis() as u64,
         "log": log.display().to_string(),
     }))
+}
+
+/// Percent-encodes a password for a URL.
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// START TIME from `backup_label` ("2026-11-27 10:00:00 UTC").

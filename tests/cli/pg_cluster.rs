@@ -1,0 +1,180 @@
+//! Throwaway PostgreSQL clusters for tests: `initdb` + `pg_ctl` from the installed
+//! PostgreSQL, on a free port, in a temp dir, with WAL archiving; started as the `postgres`
+//! OS user when the tests run as root (PostgreSQL refuses to run as root). Stopped and
+//! removed on drop, with any cluster restored from them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const PASSWORD: &str = "drill-secret-pw";
+
+pub struct Cluster {
+    pub root: tempfile::TempDir,
+    pub port: u16,
+    /// Data dirs of clusters started from this one (restores), stopped on drop too.
+    pub others: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, dir)) => dir.join(name),
+        None => name.into(),
+    }
+}
+
+fn root_user() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A PostgreSQL program, run as `postgres` when we are root.
+pub fn pg(program: &str) -> Command {
+    if root_user() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin(program));
+        c
+    } else {
+        Command::new(bin(program))
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let root = tempfile::Builder::new().prefix("runbook-pg-").tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir_all(root.path().join("archive")).unwrap();
+        if root_user() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("-R").arg("postgres:").arg(root.path());
+                    c
+                },
+                "chown",
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let data = root.path().join("data");
+        let pwfile = root.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut init = pg("initdb");
+        init.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        init.arg(format!("--pwfile={}", pwfile.display()));
+        run(init, "initdb");
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\nwal_level = replica\n\
+             archive_mode = on\narchive_command = 'cp %p {root}/archive/%f'\nfsync = off\n",
+            root = root.path().display()
+        );
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        let mut start = pg("pg_ctl");
+        start.arg("-D").arg(&data).arg("-l").arg(root.path().join("log")).args(["-w", "start"]);
+        run(start, "pg_ctl start");
+        Cluster { root, port, others: Default::default() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres:{PASSWORD}@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs SQL through psql over the socket, returns unaligned tuples-only output.
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_port(self.port, sql)
+    }
+
+    pub fn psql_port(&self, port: u16, sql: &str) -> String {
+        let mut c = Command::new(bin("psql"));
+        c.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .env("PGPASSWORD", PASSWORD);
+        run(c, &format!("psql {sql}")).trim().to_owned()
+    }
+
+    /// A base backup in `<root>/base`.
+    pub fn base_backup(&self) -> PathBuf {
+        let dest = self.path("base");
+        let mut c = pg("pg_basebackup");
+        c.args(["-h", "127.0.0.1", "-U", "postgres", "-X", "stream", "-c", "fast", "-p"])
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(&dest)
+            .env("PGPASSWORD", PASSWORD);
+        run(c, "pg_basebackup");
+        dest
+    }
+
+    /// Forces the current WAL segment into the archive and waits until it is there.
+    pub fn archive_now(&self) {
+        let segment = self.psql("select pg_walfile_name(pg_switch_wal())");
+        for _ in 0..200 {
+            if self.path("archive").join(&segment).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("segment {segment} was never archived");
+    }
+
+    /// The server's clock, as RFC 3339.
+    pub fn now(&self) -> String {
+        self.psql("select to_char(clock_timestamp() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    }
+
+    pub fn adopt(&self, data_dir: &Path) {
+        self.others.borrow_mut().push(data_dir.to_path_buf());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut dirs = self.others.borrow().clone();
+        dirs.push(self.path("data"));
+        for d in dirs {
+            if d.join("postmaster.pid").exists() {
+                let mut c = pg("pg_ctl");
+                c.arg("-D").arg(&d).args(["-m", "immediate", "-w", "stop"]);
+                let _ = c.output();
+            }
+        }
+    }
+}
