@@ -79,3 +79,26 @@ fn graph_plan_and_help() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not implemented in this version yet"));
 }
+
+#[test]
+fn shipped_playbooks_dry_run_without_credentials() {
+    for f in shipped_playbooks() {
+        let env = Env::new();
+        let mut cmd = env.command(&["exec", f.to_str().unwrap(), "--dry-run"]);
+        for secret in ["DATABASE_URL", "SUPABASE_ACCESS_TOKEN", "SCRATCH_DATABASE_URL", "SLACK_WEBHOOK"] {
+            cmd.env_remove(secret);
+        }
+        let r = crate::support::finish(cmd.output().unwrap());
+        assert_eq!(r.code, 0, "{}: {}", f.display(), r.all());
+        assert!(r.stdout.contains("(dry run: nothing is changed)"), "{}", r.stdout);
+        assert!(!env.path(".runbook").exists(), "{}: a dry run wrote state", f.display());
+        let text = std::fs::read_to_string(&f).unwrap();
+        if text.contains("secrets: [DATABASE_URL") {
+            assert!(
+                r.stdout.contains("warning: secret $DATABASE_URL is not set (a real run would need it)"),
+                "{}",
+                r.stdout
+            );
+        }
+    }
+}

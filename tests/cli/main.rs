@@ -8,5 +8,6 @@ mod formats;
 mod pg;
 mod pg_cluster;
 mod run;
+mod supabase;
 mod tty;
 mod validate;

@@ -164,28 +164,7 @@ fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
     let pb = load(file)?;
     let given = parse_kv(raw_inputs)?;
     // A plan is for reading: missing inputs become placeholders instead of errors.
-    let mut warnings = Vec::new();
-    let values = match inputs::resolve(&pb, &given) {
-        Ok(v) => v,
-        Err(e) => {
-            if e.0.iter().any(|m| m.starts_with("unknown input") || !m.starts_with("missing required")) {
-                return Err(usage(e.to_string()));
-            }
-            warnings.extend(e.0.iter().cloned());
-            let mut v = indexmap::IndexMap::new();
-            for (name, spec) in &pb.inputs {
-                let given_v = given.iter().find(|(n, _)| n == name).and_then(|(_, g)| match g {
-                    GivenValue::Text(t) => inputs::parse_cli_value(spec.kind, t).ok(),
-                    GivenValue::Json(j) => Some(j.clone()),
-                });
-                v.insert(
-                    name.clone(),
-                    given_v.or_else(|| spec.default.clone()).unwrap_or_else(|| format!("<inputs.{name}>").into()),
-                );
-            }
-            v
-        }
-    };
+    let (values, mut warnings) = inputs::resolve_for_reading(&pb, &given).map_err(|e| usage(e.to_string()))?;
     let prepared = exec::prepare_context(&pb, &values, "<run.id>", "<run.started_at>", true).map_err(usage)?;
     warnings.extend(prepared.warnings.iter().cloned());
     for s in &pb.steps {
@@ -274,7 +253,11 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     let pb = load(&a.file)?;
     check_approvals(&pb, &a.approve)?;
     let given = parse_kv(&a.inputs)?;
-    let values = inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?;
+    let (values, input_warnings) = if a.dry_run {
+        inputs::resolve_for_reading(&pb, &given).map_err(|e| usage(e.to_string()))?
+    } else {
+        (inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?, Vec::new())
+    };
     if let Some(id) = &a.run_id
         && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || id.starts_with('.'))
     {
@@ -282,7 +265,8 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     }
     let run_id = a.run_id.clone().unwrap_or_else(|| exec::new_run_id(&pb.name));
     let started_at = jiff::Timestamp::now().to_string();
-    let prepared = exec::prepare_context(&pb, &values, &run_id, &started_at, a.dry_run).map_err(usage)?;
+    let mut prepared = exec::prepare_context(&pb, &values, &run_id, &started_at, a.dry_run).map_err(usage)?;
+    prepared.warnings.splice(0..0, input_warnings);
     let mode = mode(cli);
     let (mut reporter, opts) = session(cli, &pb, a.yes, &a.approve, a.max_parallel, a.dry_run)?;
     let first = EventKind::RunStarted {

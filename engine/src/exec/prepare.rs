@@ -53,7 +53,7 @@ pub fn prepare_context(
         }
     }
     let run = minijinja::context! { id => run_id, started_at => started_at, playbook => pb.name.as_str() };
-    let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run);
+    let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run, dry);
     let mut vars = serde_json::Map::new();
     let mut ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
     for (name, raw) in &pb.vars {

@@ -115,6 +115,25 @@ pub struct InputErrors(pub Vec<String>);
 /// Resolves the inputs of a run: given values parsed by type, defaults applied, required
 /// ones demanded. `given` values are raw text (from `-i`) or stored JSON (resume).
 pub fn resolve(pb: &Playbook, given: &[(String, GivenValue)]) -> Result<IndexMap<String, Value>, InputErrors> {
+    resolve_with(pb, given, &mut None)
+}
+
+/// Like [`resolve`], for reading a playbook (`plan`, `exec --dry-run`): a missing required
+/// input becomes the placeholder `<inputs.NAME>` and a warning instead of an error.
+pub fn resolve_for_reading(
+    pb: &Playbook,
+    given: &[(String, GivenValue)],
+) -> Result<(IndexMap<String, Value>, Vec<String>), InputErrors> {
+    let mut warnings = Some(Vec::new());
+    let values = resolve_with(pb, given, &mut warnings)?;
+    Ok((values, warnings.unwrap_or_default()))
+}
+
+fn resolve_with(
+    pb: &Playbook,
+    given: &[(String, GivenValue)],
+    placeholders: &mut Option<Vec<String>>,
+) -> Result<IndexMap<String, Value>, InputErrors> {
     let mut errors = Vec::new();
     let mut values = IndexMap::new();
     for (name, given) in given {
@@ -162,11 +181,20 @@ pub fn resolve(pb: &Playbook, given: &[(String, GivenValue)]) -> Result<IndexMap
             Some(d) => {
                 values.insert(name.clone(), check_value(spec.kind, d).unwrap_or_else(|_| d.clone()));
             }
-            None if spec.required => errors.push(format!(
-                "missing required input `{name}`{}: pass `-i {name}=...` or set ${}",
-                spec.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
-                input_env_var(name)
-            )),
+            None if spec.required => {
+                let msg = format!(
+                    "missing required input `{name}`{}: pass `-i {name}=...` or set ${}",
+                    spec.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+                    input_env_var(name)
+                );
+                match placeholders {
+                    Some(w) => {
+                        w.push(msg);
+                        values.insert(name.clone(), Value::String(format!("<inputs.{name}>")));
+                    }
+                    None => errors.push(msg),
+                }
+            }
             None => {
                 values.insert(name.clone(), Value::Null);
             }

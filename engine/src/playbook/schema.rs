@@ -20,11 +20,15 @@ pub fn schema() -> Value {
     let names: Vec<&str> = per_type.iter().map(|(n, _, _)| *n).collect();
     // Allow templates wherever a parameter's value goes.
     if let Some(defs) = root.get_mut(defs_key).and_then(Value::as_object_mut) {
-        for (_, params, _) in &per_type {
-            let Some(name) = params.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()) else {
+        // Every definition a step type's parameters reach, once each.
+        let mut queue: Vec<String> = per_type.iter().filter_map(|(_, params, _)| ref_name(params)).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
                 continue;
-            };
-            if let Some(def) = defs.get_mut(name) {
+            }
+            if let Some(def) = defs.get_mut(&name) {
+                collect_refs(def, &mut queue);
                 allow_templates(def, defs_key);
             }
         }
@@ -47,6 +51,23 @@ pub fn schema() -> Value {
     }
     root["$id"] = json!("https://runbook.dev/schemas/playbook.schema.json");
     root
+}
+
+fn ref_name(v: &Value) -> Option<String> {
+    v.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(str::to_owned)
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(n) = ref_name(v) {
+                out.push(n);
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
 }
 
 /// Lets every parameter of a step type (and of each variant of a tagged one) be a template.

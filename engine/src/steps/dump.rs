@@ -51,9 +51,13 @@ impl TypedStep for PgDump {
     }
 
     fn plan(p: &DumpParams) -> String {
-        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        let url = pg::label(&p.url);
         let what = if p.schema_only { "schema of" } else { "all of" };
-        format!("dump {what} {url} ({:?}) to {}", p.format, p.to).to_lowercase()
+        let format = match p.format {
+            DumpFormat::Plain => "plain SQL",
+            DumpFormat::Custom => "custom format",
+        };
+        format!("dump {what} {url} ({format}) to {}", p.to)
     }
 
     async fn run(&self, ctx: &StepContext, p: DumpParams) -> Result<Outputs, StepError> {
@@ -167,7 +171,7 @@ impl TypedStep for PgRestore {
     }
 
     fn plan(p: &RestoreParams) -> String {
-        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        let url = pg::label(&p.url);
         if p.tables.is_empty() {
             format!("restore all of {} into {url}", p.from)
         } else {

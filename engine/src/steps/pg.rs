@@ -313,3 +313,9 @@ pub fn program(name: &str) -> std::path::PathBuf {
     versions.sort();
     versions.pop().map(|(_, p)| p).unwrap_or_else(|| name.into())
 }
+
+/// How plans name a database: `user@host:port/db`, or the text as given (without any
+/// password) when it is not a connection string yet (a placeholder in a dry run).
+pub fn label(url: &str) -> String {
+    target(url).map(|t| t.label).unwrap_or_else(|_| strip_password(url))
+}

@@ -89,7 +89,7 @@ impl TypedStep for VerifyRls {
     }
 
     fn plan(p: &RlsParams) -> String {
-        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        let url = pg::label(&p.url);
         let scope = match (&p.tables, &p.schemas) {
             (Some(t), _) => format!("tables {}", t.join(", ")),
             (None, Some(s)) => format!("schemas {}", s.join(", ")),

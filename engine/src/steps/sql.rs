@@ -51,7 +51,7 @@ impl TypedStep for Sql {
     }
 
     fn plan(p: &SqlParams) -> String {
-        let url = pg::target(&p.url).map(|t| t.label).unwrap_or_else(|_| "?".into());
+        let url = pg::label(&p.url);
         format!("query {url}: {}", p.query.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 

@@ -5,16 +5,24 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-/// The process environment, read lazily: a missing variable is undefined (strict: an error).
+/// The process environment, read lazily: a missing variable is undefined (strict: an
+/// error), except when reading a playbook (`plan`, dry run), where it is a placeholder.
 #[derive(Debug)]
-pub struct EnvObject;
+pub struct EnvObject {
+    pub placeholders: bool,
+}
 
 impl Object for EnvObject {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Map
     }
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
-        std::env::var(key.as_str()?).ok().map(JValue::from)
+        let name = key.as_str()?;
+        match std::env::var(name) {
+            Ok(v) => Some(JValue::from(v)),
+            Err(_) if self.placeholders => Some(Placeholder::value(format!("env.{name}"))),
+            Err(_) => None,
+        }
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::NonEnumerable
@@ -82,22 +90,25 @@ impl Object for Placeholder {
 #[derive(Debug, Clone)]
 pub struct Context {
     root: JValue,
+    env: JValue,
     inputs: JValue,
     run: JValue,
     pub steps: Arc<StepsView>,
 }
 
 impl Context {
-    pub fn new(inputs: JValue, vars: JValue, run: JValue) -> Self {
+    /// `reading`: for plans and dry runs, missing env vars become placeholders.
+    pub fn new(inputs: JValue, vars: JValue, run: JValue, reading: bool) -> Self {
         let steps = Arc::new(StepsView::default());
-        Context { root: Self::build(inputs.clone(), vars, run.clone(), &steps), inputs, run, steps }
+        let env = JValue::from_object(EnvObject { placeholders: reading });
+        Context { root: Self::build(inputs.clone(), vars, run.clone(), &env, &steps), env, inputs, run, steps }
     }
 
-    fn build(inputs: JValue, vars: JValue, run: JValue, steps: &Arc<StepsView>) -> JValue {
+    fn build(inputs: JValue, vars: JValue, run: JValue, env: &JValue, steps: &Arc<StepsView>) -> JValue {
         minijinja::context! {
             inputs => inputs,
             vars => vars,
-            env => JValue::from_object(EnvObject),
+            env => env.clone(),
             run => run,
             steps => JValue::from_dyn_object(steps.clone()),
         }
@@ -106,7 +117,8 @@ impl Context {
     /// A context for rendering `vars` one by one: the vars rendered so far are visible.
     pub fn with_vars(&self, vars: JValue) -> Self {
         Context {
-            root: Self::build(self.inputs.clone(), vars, self.run.clone(), &self.steps),
+            root: Self::build(self.inputs.clone(), vars, self.run.clone(), &self.env, &self.steps),
+            env: self.env.clone(),
             inputs: self.inputs.clone(),
             run: self.run.clone(),
             steps: self.steps.clone(),
