@@ -305,3 +305,34 @@ fn pg_dump_and_restore_one_table() {
     assert!(step(&show, "repair")["error"].as_str().unwrap().starts_with("the restore was rolled back:"));
     assert_eq!(c.psql("select count(*) from orders"), "400");
 }
+
+#[test]
+fn sslmode_require_encrypts_and_refuses_plain_servers() {
+    let c = Cluster::start_tls();
+    let plain = Cluster::start();
+    let env = Env::new();
+    let q = "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()";
+    let body = format!(
+        concat!(
+            "  - id: tls\n    type: sql\n    with: {{ url: \"{tls}?sslmode=require\", query: \"{q}\" }}\n",
+            "  - id: prefer\n    type: sql\n    with: {{ url: \"{tls}\", query: \"{q}\" }}\n",
+            "  - id: disabled\n    type: sql\n    with: {{ url: \"{tls}?sslmode=disable\", query: \"{q}\" }}\n",
+            "  - id: no_tls_server\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{plain}?sslmode=require\", query: \"select 1\" }}\n",
+        ),
+        tls = c.url(),
+        plain = plain.url(),
+        q = q
+    );
+    let (code, show, out) = exec(&env, "t1", &body);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "tls")["outputs"]["rows"][0]["ssl"], true);
+    assert!(step(&show, "tls")["outputs"]["rows"][0]["version"].as_str().unwrap().starts_with("TLSv1."));
+    assert_eq!(
+        step(&show, "prefer")["outputs"]["rows"][0]["ssl"],
+        true,
+        "sslmode=prefer (the default) uses TLS when offered"
+    );
+    assert_eq!(step(&show, "disabled")["outputs"]["rows"][0]["ssl"], false);
+    let err = step(&show, "no_tls_server")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with(&format!("cannot connect to postgres@127.0.0.1:{}/postgres: ", plain.port)), "{err}");
+}

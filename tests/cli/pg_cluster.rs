@@ -62,6 +62,15 @@ fn run(mut c: Command, what: &str) -> String {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(false)
+    }
+
+    /// A cluster that also accepts TLS (a self-signed certificate made with openssl).
+    pub fn start_tls() -> Cluster {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let root = tempfile::Builder::new().prefix("runbook-pg-").tempdir().unwrap();
         let port = free_port();
         std::fs::create_dir_all(root.path().join("archive")).unwrap();
@@ -100,6 +109,21 @@ impl Cluster {
         );
         let mut f = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
         std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        if tls {
+            let mut c = Command::new("openssl");
+            c.args(["req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=localhost", "-keyout"])
+                .arg(data.join("server.key"))
+                .arg("-out")
+                .arg(data.join("server.crt"));
+            run(c, "openssl req");
+            if root_user() {
+                let mut c = Command::new("chown");
+                c.arg("postgres:").arg(data.join("server.key")).arg(data.join("server.crt"));
+                run(c, "chown key");
+            }
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::io::Write::write_all(&mut f, b"ssl = on\n").unwrap();
+        }
         let mut start = pg("pg_ctl");
         start.arg("-D").arg(&data).arg("-l").arg(root.path().join("log")).args(["-w", "start"]);
         run(start, "pg_ctl start");
