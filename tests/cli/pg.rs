@@ -336,3 +336,59 @@ fn sslmode_require_encrypts_and_refuses_plain_servers() {
     let err = step(&show, "no_tls_server")["error"].as_str().unwrap().to_owned();
     assert!(err.starts_with(&format!("cannot connect to postgres@127.0.0.1:{}/postgres: ", plain.port)), "{err}");
 }
+
+/// The README's main job, end to end, as whoever runs the tests (root on CI) and, when that
+/// is root, as the unprivileged `postgres` user too.
+#[test]
+fn drill_example_runs_as_root_and_as_a_normal_user() {
+    let drill = crate::support::repo_root().join("examples/drill.yaml");
+    let run = |as_user: Option<&str>| {
+        let env = Env::new();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let work = env.path("work");
+        let playbook = if as_user.is_some() { env.path("drill.yaml") } else { drill.clone() };
+        let args = [
+            "exec".to_owned(),
+            playbook.display().to_string(),
+            "--yes".to_owned(),
+            "--run-id".to_owned(),
+            "drill".to_owned(),
+            "-i".to_owned(),
+            format!("source_port={}", free_port()),
+            "-i".to_owned(),
+            format!("restore_port={}", free_port()),
+            "-i".to_owned(),
+            format!("workdir={}", work.display()),
+        ];
+        let mut cmd = match as_user {
+            Some(u) => {
+                // The build tree may not be readable by that user: run a copy of the binary.
+                let copy = env.path("runbook");
+                std::fs::copy(crate::support::bin(), &copy).unwrap();
+                let drill_copy = env.path("drill.yaml");
+                std::fs::copy(&drill, &drill_copy).unwrap();
+                std::fs::set_permissions(&drill_copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(copy);
+                c
+            }
+            None => std::process::Command::new(crate::support::bin()),
+        };
+        cmd.args(&args).current_dir(env.dir.path()).env("RUNBOOK_STATE_DIR", env.path(".runbook"));
+        let out = crate::support::finish(cmd.output().unwrap());
+        assert_eq!(out.code, 0, "drill as {as_user:?}: {}", out.all());
+        let show = env.show("drill");
+        assert_eq!(status(&show, "verify_data"), "succeeded");
+        assert_eq!(status(&show, "verify_rls"), "succeeded");
+        assert_eq!(status(&show, "cleanup"), "succeeded");
+        let report = step(&show, "report")["outputs"]["stdout"].as_str().unwrap().to_owned();
+        assert!(report.contains("1500 of 1500 rows back, 0 lost"), "{report}");
+        assert!(!work.exists(), "the drill left {}", work.display());
+    };
+    run(None);
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        run(Some("postgres"));
+    }
+}
