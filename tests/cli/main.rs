@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cloud;
 mod crash;
 mod formats;
 mod pg;

@@ -197,7 +197,7 @@ fn sql_outputs_rows_and_fails_clearly_on_bad_input() {
             "  - id: wrong_password\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{bad_pw}\", query: \"select 1\" }}\n",
             "  - id: unreachable\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"postgresql://postgres@127.0.0.1:1/postgres\", query: \"select 1\" }}\n",
             "  - id: no_table\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"select * from nope\" }}\n",
-            "  - id: script\n    type: sql\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\" }}\n",
+            "  - id: script\n    type: sql\n    needs: [rows]\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\" }}\n",
         ),
         url = url,
         bad_pw = bad_pw

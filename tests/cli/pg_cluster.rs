@@ -72,7 +72,7 @@ impl Cluster {
 
     fn start_with(tls: bool) -> Cluster {
         let root = tempfile::Builder::new().prefix("runbook-pg-").tempdir().unwrap();
-        let port = free_port();
+        let mut port = free_port();
         std::fs::create_dir_all(root.path().join("archive")).unwrap();
         if root_user() {
             run(
@@ -124,9 +124,20 @@ impl Cluster {
             std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
             std::io::Write::write_all(&mut f, b"ssl = on\n").unwrap();
         }
-        let mut start = pg("pg_ctl");
-        start.arg("-D").arg(&data).arg("-l").arg(root.path().join("log")).args(["-w", "start"]);
-        run(start, "pg_ctl start");
+        // Another test may take the free port between our look and the server's bind:
+        // then try another one (the last `port =` line of the config wins).
+        for attempt in 1..=3 {
+            let mut start = pg("pg_ctl");
+            start.arg("-D").arg(&data).arg("-l").arg(root.path().join("log")).args(["-w", "start"]);
+            let out = start.output().expect("pg_ctl runs");
+            if out.status.success() {
+                break;
+            }
+            let log = std::fs::read_to_string(root.path().join("log")).unwrap_or_default();
+            assert!(attempt < 3 && log.contains("could not bind"), "pg_ctl start failed: {log}");
+            port = free_port();
+            std::io::Write::write_all(&mut f, format!("port = {port}\n").as_bytes()).unwrap();
+        }
         Cluster { root, port, others: Default::default() }
     }
 

@@ -6,12 +6,14 @@
 //! [`StepContext`], and returns outputs or an error.
 
 mod approval;
+mod check_status;
 mod dump;
 mod http;
 mod notify;
 pub mod pg;
 pub mod pitr;
 pub mod rls;
+mod rollback;
 mod saas;
 mod shell;
 mod sql;
@@ -191,7 +193,7 @@ impl<T: TypedStep> StepKind for T {
             // Templated values are typed at run time. serde cannot always say where the
             // error is (inside a tagged enum the path stops at the enum), but it quotes the
             // offending value: a quoted template is one.
-            Err(e) if path_is_templated(params, &e.path) || e.message.contains("\"{{") => Ok(false),
+            Err(e) if path_is_templated(params, &e.path) || e.message.contains("{{") => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -217,13 +219,16 @@ impl<T: TypedStep> StepKind for T {
     }
 }
 
+/// Alphabetical: error messages list them in this order.
 static KINDS: &[&dyn StepKind] = &[
     &approval::Approval,
+    &check_status::CheckStatus,
     &http::Http,
     &notify::Notify,
     &dump::PgDump,
     &dump::PgRestore,
     &pitr::Pitr,
+    &rollback::RollbackDeploy,
     &shell::Shell,
     &sql::Sql,
     &rls::VerifyRls,
@@ -232,8 +237,6 @@ static KINDS: &[&dyn StepKind] = &[
 
 /// Step types of SPEC §2 that this build does not implement yet, with where they are planned.
 pub static PLANNED: &[(&str, &str)] = &[
-    ("check-status", "the cloud steps"),
-    ("rollback-deploy", "the cloud steps"),
     ("s3-versioning", "the cloud steps"),
     ("s3-restore-versions", "the cloud steps"),
     ("s3-copy", "the cloud steps"),

@@ -251,17 +251,32 @@ recovery_target_time = '{target_pg}'\nrecovery_target_action = 'promote'\n",
         None => p.user.clone(),
     };
     let url = format!("postgresql://{auth}@127.0.0.1:{}/postgres", p.port);
-    let (client, label) = pg::connect(&url).await?;
-    loop {
-        let row = client.query_one("select pg_is_in_recovery()", &[]).await.map_err(|e| pg::query_error(&label, &e))?;
-        if !row.get::<_, bool>(0) {
-            break;
+    // Recovery runs while we wait; if the server gives up (missing WAL, bad backup), its
+    // log says why, and that beats any connection error we would see meanwhile.
+    let client = loop {
+        match pg::connect(&url).await {
+            Ok((client, label)) => match client.query_one("select pg_is_in_recovery()", &[]).await {
+                Ok(row) if !row.get::<_, bool>(0) => break client,
+                Ok(_) => {}
+                Err(e) => return Err(explain_log(&log).unwrap_or_else(|| pg::query_error(&label, &e))),
+            },
+            Err(e) => {
+                // A wrong password will not get better by waiting.
+                if e.to_string().contains("authentication failed") {
+                    return Err(e);
+                }
+                // The server is gone: the log has the reason. Else it is still starting
+                // (the step's `timeout` bounds the wait).
+                if !data_dir.join("postmaster.pid").exists() {
+                    return Err(explain_log(&log).unwrap_or(e));
+                }
+            }
         }
         if let Some(err) = explain_log(&log) {
             return Err(err);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let replayed = client
         .query_one("select pg_last_xact_replay_timestamp()", &[])
         .await
@@ -327,7 +342,7 @@ fn explain_log(log: &Path) -> Option<StepError> {
 async fn supabase(ctx: &StepContext, p: SupabasePitr) -> Result<Outputs, StepError> {
     let started = Instant::now();
     let target = parse_target(&p.target_time)?;
-    let api = Api::new(&ctx.http, &p.api_url, &p.token, "Supabase", "SUPABASE_ACCESS_TOKEN");
+    let api = Api::new(&ctx.http, &p.api_url, Some(&p.token), "Supabase", "SUPABASE_ACCESS_TOKEN");
     let backups = api.get(&format!("/v1/projects/{}/database/backups", p.project_ref)).await?;
     if backups.get("pitr_enabled").and_then(|v| v.as_bool()) != Some(true) {
         return Err(StepError::failed(format!("point-in-time recovery is not enabled for project {}", p.project_ref))

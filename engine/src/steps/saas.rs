@@ -15,7 +15,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 pub struct Api<'a> {
     http: &'a reqwest::Client,
     base: String,
-    token: &'a str,
+    token: Option<&'a str>,
     service: &'static str,
     token_var: &'static str,
 }
@@ -24,7 +24,7 @@ impl<'a> Api<'a> {
     pub fn new(
         http: &'a reqwest::Client,
         base: &str,
-        token: &'a str,
+        token: Option<&'a str>,
         service: &'static str,
         token_var: &'static str,
     ) -> Self {
@@ -43,7 +43,10 @@ impl<'a> Api<'a> {
         let url = format!("{}{path}", self.base);
         let mut tries = 0;
         loop {
-            let mut req = self.http.request(method.clone(), &url).bearer_auth(self.token);
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(token) = self.token {
+                req = req.bearer_auth(token);
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }

@@ -1,0 +1,191 @@
+//! Cloud steps against local fakes that follow the documented request and response shapes:
+//! Atlassian Statuspage v2 (https://metastatuspage.com/api/v2: `GET /api/v2/summary.json` →
+//! `{page, status: {indicator, description}, components: [{name, status}], ...}`) and the
+//! Vercel REST API (https://vercel.com/docs/rest-api: `GET /v9/projects/{id}` with
+//! `targets.production.id` and, with `rollbackInfo=true`, `lastAliasRequest.jobStatus`;
+//! `GET /v6/deployments` → `{deployments: [{uid, url, created, state, target}], pagination}`;
+//! `POST /v1/projects/{projectId}/rollback/{deploymentId}`).
+
+use crate::support::{Env, finish, status, step};
+use serde_json::json;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn summary(indicator: &str) -> serde_json::Value {
+    json!({
+        "page": {"id": "x", "name": "Vercel", "url": "https://www.vercel-status.com", "updated_at": "2026-11-27T10:00:00Z"},
+        "status": {"indicator": indicator, "description": if indicator == "none" { "All Systems Operational" } else { "Major Service Outage" }},
+        "components": [{"id": "c1", "name": "Edge Network", "status": if indicator == "none" { "operational" } else { "major_outage" }}],
+        "incidents": [], "scheduled_maintenances": []
+    })
+}
+
+async fn mount_vercel(server: &MockServer, rollbacks: u64) {
+    Mock::given(method("GET")).and(path("/v9/projects/prj_app")).and(header("authorization", "Bearer vercel-token-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "prj_app", "name": "app",
+            "targets": {"production": {"id": "dpl_3"}},
+            "lastAliasRequest": {"fromDeploymentId": "dpl_3", "toDeploymentId": "dpl_2", "jobStatus": "succeeded", "type": "rollback"}
+        })))
+        .mount(server).await;
+    Mock::given(method("GET"))
+        .and(path("/v6/deployments"))
+        .and(query_param("projectId", "prj_app"))
+        .and(query_param("target", "production"))
+        .and(query_param("state", "READY"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "deployments": [
+                {"uid": "dpl_1", "url": "app-1.vercel.app", "created": 1000, "state": "READY", "target": "production"},
+                {"uid": "dpl_3", "url": "app-3.vercel.app", "created": 3000, "state": "READY", "target": "production"},
+                {"uid": "dpl_2", "url": "app-2.vercel.app", "created": 2000, "state": "READY", "target": "production"}
+            ],
+            "pagination": {"count": 3, "next": null, "prev": null}
+        })))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/prj_app/rollback/dpl_2"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .expect(rollbacks)
+        .mount(server)
+        .await;
+}
+
+async fn run_s1(indicators: &[&str]) -> (i32, serde_json::Value, String, MockServer) {
+    let status_page = MockServer::start().await;
+    for (i, ind) in indicators.iter().enumerate() {
+        let m = Mock::given(method("GET"))
+            .and(path("/api/v2/summary.json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(summary(ind)));
+        if i + 1 < indicators.len() {
+            m.up_to_n_times(1).mount(&status_page).await
+        } else {
+            m.mount(&status_page).await
+        }
+    }
+    let app = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
+        .mount(&app)
+        .await;
+    let vercel = MockServer::start().await;
+    mount_vercel(&vercel, if indicators[0] == "none" { 1 } else { 0 }).await;
+    let env = Env::new();
+    let s1 = crate::support::repo_root().join("playbooks/s1-full-outage.yaml");
+    let args: Vec<String> = vec![
+        "exec".into(),
+        s1.display().to_string(),
+        "--yes".into(),
+        "--run-id".into(),
+        "s1".into(),
+        "-i".into(),
+        "vercel_project=prj_app".into(),
+        "-i".into(),
+        format!("app_health_url={}/api/health", app.uri()),
+        "-i".into(),
+        "supabase_project_ref=abcd".into(),
+        "-i".into(),
+        format!("vercel_status_page={}", status_page.uri()),
+        "-i".into(),
+        format!("supabase_status_page={}", status_page.uri()),
+        "-i".into(),
+        format!("vercel_api={}", vercel.uri()),
+        "-i".into(),
+        "poll_interval=10ms".into(),
+    ];
+    let mut cmd = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // No DATABASE_URL: db_check fails at once (no connect retries), as a lost database would.
+    cmd.env("VERCEL_TOKEN", "vercel-token-123").env_remove("DATABASE_URL").env_remove("SLACK_WEBHOOK");
+    let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    let show = env.show("s1");
+    (out.code, show, out.all(), vercel)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s1_rolls_back_when_vercel_is_fine() {
+    let (code, show, out, vercel) = run_s1(&["none"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status(&show, "wait_for_vercel"), "skipped");
+    assert_eq!(status(&show, "rollback"), "succeeded");
+    let o = &step(&show, "rollback")["outputs"];
+    assert_eq!((o["from_deployment"].as_str(), o["to_deployment"].as_str()), (Some("dpl_3"), Some("dpl_2")));
+    assert_eq!(o["to_url"], "https://app-2.vercel.app");
+    assert_eq!(status(&show, "verify"), "succeeded");
+    // The database did not answer, but no restore point was given: no restore.
+    assert_eq!(status(&show, "db_check"), "failed");
+    assert_eq!(status(&show, "restore_db"), "skipped");
+    assert!(!out.contains("vercel-token-123"));
+    vercel.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s1_waits_when_vercel_itself_is_down() {
+    let (code, show, out, vercel) = run_s1(&["major", "major", "none"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "vercel_status")["outputs"]["indicator"], "major");
+    assert_eq!(step(&show, "vercel_status")["outputs"]["components"]["Edge Network"], "major_outage");
+    assert_eq!(status(&show, "wait_for_vercel"), "succeeded");
+    assert_eq!(status(&show, "approve_rollback"), "skipped");
+    assert_eq!(status(&show, "rollback"), "skipped");
+    assert_eq!(status(&show, "verify"), "succeeded");
+    vercel.verify().await; // no rollback call
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_status_endpoints_and_rollback_errors() {
+    let app = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ok"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok", "checks": {"db": "up"}})))
+        .mount(&app)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/degraded"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok", "checks": {"db": "down"}})))
+        .mount(&app)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/slow"))
+        .respond_with(ResponseTemplate::new(503).set_delay(std::time::Duration::from_millis(300)))
+        .mount(&app)
+        .await;
+    let vercel = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v9/projects/prj_app"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": {"code": "forbidden", "message": "Not authorized"}})),
+        )
+        .mount(&vercel)
+        .await;
+    let env = Env::new();
+    let a = app.uri();
+    env.write("p.yaml", &format!(concat!(
+        "apiVersion: runbook/v1\nname: t\nsteps:\n",
+        "  - id: report\n    type: check-status\n    with:\n      endpoints:\n",
+        "        - {{ name: ok, url: \"{a}/ok\", expect_json: {{ status: ok, checks.db: up }} }}\n",
+        "        - {{ name: degraded, url: \"{a}/degraded\", expect_json: {{ checks.db: up }} }}\n",
+        "        - {{ name: slow, url: \"{a}/slow\", max_latency_ms: 100 }}\n",
+        "        - {{ name: down, url: \"http://127.0.0.1:1/\" }}\n",
+        "  - id: strict\n    type: check-status\n    continue_on_error: true\n    with: {{ endpoints: [{{ name: degraded, url: \"{a}/degraded\", expect_json: {{ checks.db: up }} }}], fail_on: degraded }}\n",
+        "  - id: rollback\n    type: rollback-deploy\n    continue_on_error: true\n    with: {{ provider: vercel, project: prj_app, token: bad, api_url: \"{v}\" }}\n",
+    ), a = a, v = vercel.uri()));
+    let out = {
+        let mut c = env.command(&["exec", "p.yaml", "--run-id", "c1"]);
+        tokio::task::spawn_blocking(move || finish(c.output().unwrap())).await.unwrap()
+    };
+    assert_eq!(out.code, 0, "{}", out.all());
+    let show = env.show("c1");
+    let eps = &step(&show, "report")["outputs"]["endpoints"];
+    assert_eq!(eps["ok"]["ok"], true);
+    assert_eq!(eps["degraded"]["error"], "`checks.db` is \"down\", expected \"up\"");
+    assert_eq!(eps["slow"]["ok"], false);
+    assert!(eps["slow"]["error"].as_str().unwrap().starts_with("HTTP 503, expected 200; "), "{}", eps["slow"]);
+    assert_eq!(eps["down"]["ok"], false);
+    assert_eq!(step(&show, "report")["outputs"]["healthy"], false);
+    assert_eq!(status(&show, "strict"), "failed");
+    assert_eq!(step(&show, "strict")["error"], "not healthy: degraded: `checks.db` is \"down\", expected \"up\"");
+    assert_eq!(step(&show, "rollback")["error"], "Vercel GET /v9/projects/prj_app: HTTP 403: Not authorized");
+    assert!(out.all().contains("hint: token rejected: check VERCEL_TOKEN"), "{}", out.all());
+}
