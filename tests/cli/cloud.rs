@@ -189,3 +189,207 @@ async fn check_status_endpoints_and_rollback_errors() {
     assert_eq!(step(&show, "rollback")["error"], "Vercel GET /v9/projects/prj_app: HTTP 403: Not authorized");
     assert!(out.all().contains("hint: token rejected: check VERCEL_TOKEN"), "{}", out.all());
 }
+
+/// Infisical (https://infisical.com/docs/api-reference): universal-auth login, then the v4
+/// update `PATCH /api/v4/secrets/{name}` answering `{secret: {version}}` or, under a
+/// change-approval policy, `{approval: {id, status}}`.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_secret_sets_a_generated_value_that_is_never_written_down() {
+    let infisical = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/universal-auth/login"))
+        .and(wiremock::matchers::body_json(json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
+        ))
+        .mount(&infisical)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v4/secrets/STRIPE_KEY"))
+        .and(header("authorization", "Bearer at-123"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"secret": {"id": "s1", "secretKey": "STRIPE_KEY", "version": 7, "type": "shared"}}),
+            ),
+        )
+        .mount(&infisical)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v4/secrets/GUARDED"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"approval": {"id": "cr_9", "status": "open"}})))
+        .mount(&infisical)
+        .await;
+    let env = Env::new();
+    let api = infisical.uri();
+    let rotation = |id: &str, name: &str| {
+        format!(
+            "  - id: {id}\n    type: rotate-secret\n    continue_on_error: true\n    with: {{ api_url: \"{api}\", client_id: \"{{{{ env.INF_ID }}}}\", client_secret: \"{{{{ env.INF_SECRET }}}}\", project_id: p1, environment: prod, name: {name} }}\n"
+        )
+    };
+    env.write(
+        "p.yaml",
+        &format!(
+            "apiVersion: runbook/v1\nname: t\nsecrets: [INF_ID, INF_SECRET]\nsteps:\n{}{}",
+            rotation("rotate", "STRIPE_KEY"),
+            rotation("guarded", "GUARDED")
+        ),
+    );
+    let mut cmd = env.command(&["exec", "p.yaml", "--run-id", "r1"]);
+    cmd.env("INF_ID", "machine-id").env("INF_SECRET", "machine-secret-xyz");
+    let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let show = env.show("r1");
+    assert_eq!(step_out(&show, "rotate")["version"], 7);
+    assert_eq!(status(&show, "guarded"), "failed");
+    assert_eq!(
+        step(&show, "guarded")["error"],
+        "the new value of GUARDED waits for approval in Infisical (change request \"cr_9\"); the old value is still live"
+    );
+    // The value Infisical received: generated, 32 letters and digits, and nowhere on our side.
+    let sent: Vec<String> = infisical
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/v4/secrets/STRIPE_KEY")
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["secretValue"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].len() == 32 && sent[0].chars().all(|c| c.is_ascii_alphanumeric()), "{}", sent[0]);
+    assert!(!out.all().contains(&sent[0]));
+    for f in walk(&env.path(".runbook")) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(!text.contains(&sent[0]) && !text.contains("machine-secret-xyz"), "secret in {}", f.display());
+    }
+}
+
+fn step_out<'a>(show: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    &step(show, id)["outputs"]
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// A real redis-server (Debian's) on a free port, with a password.
+/// The child, its port, and its working directory (kept alive with it).
+struct Redis(std::process::Child, u16, #[allow(dead_code)] tempfile::TempDir);
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::pg_cluster::free_port();
+        let mut child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                "redis-pw-123",
+            ])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Redis(child, port, dir);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn redis_ping_reports_latency_version_and_auth_problems() {
+    let redis = Redis::start();
+    let env = Env::new();
+    let p = redis.1;
+    env.write("p.yaml", &format!(concat!(
+        "apiVersion: runbook/v1\nname: t\nsteps:\n",
+        "  - id: ok\n    type: redis-ping\n    with: {{ url: \"redis://:redis-pw-123@127.0.0.1:{p}/0\" }}\n",
+        "  - id: wrong_pw\n    type: redis-ping\n    continue_on_error: true\n    with: {{ url: \"redis://:nope@127.0.0.1:{p}\" }}\n",
+        "  - id: no_pw\n    type: redis-ping\n    continue_on_error: true\n    with: {{ url: \"redis://127.0.0.1:{p}\" }}\n",
+        "  - id: down\n    type: redis-ping\n    continue_on_error: true\n    with: {{ url: \"redis://127.0.0.1:1\" }}\n",
+    ), p = p));
+    let r = env.run(&["exec", "p.yaml", "--run-id", "r1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r1");
+    let o = &step(&show, "ok")["outputs"];
+    assert!(o["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(o["version"].as_str().unwrap().chars().next().unwrap().is_ascii_digit(), "{o}");
+    assert_eq!(o["role"], "master");
+    let wrong = step(&show, "wrong_pw")["error"].as_str().unwrap().to_owned();
+    assert!(wrong.starts_with(&format!("redis://127.0.0.1:{p}: AUTH failed: WRONGPASS")), "{wrong}");
+    let none = step(&show, "no_pw")["error"].as_str().unwrap().to_owned();
+    assert!(none.starts_with(&format!("redis://127.0.0.1:{p}: PING failed: NOAUTH")), "{none}");
+    assert!(r.all().contains("hint: Redis wants a password"), "{}", r.all());
+    assert!(step(&show, "down")["error"].as_str().unwrap().starts_with("cannot connect to redis://127.0.0.1:1: "));
+    assert!(!r.all().contains("redis-pw-123"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s2_names_what_is_down_and_keeps_the_app_in_view() {
+    let app = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/api/health")).respond_with(ResponseTemplate::new(200)).mount(&app).await;
+    Mock::given(method("GET")).and(path("/rpc")).respond_with(ResponseTemplate::new(502)).mount(&app).await;
+    let pages = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/summary.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(summary("major")))
+        .mount(&pages)
+        .await;
+    let env = Env::new();
+    let s2 = crate::support::repo_root().join("playbooks/s2-partial-outage.yaml");
+    let a = app.uri();
+    let pg = pages.uri();
+    let args = [
+        "exec".to_owned(),
+        s2.display().to_string(),
+        "--run-id".into(),
+        "s2".into(),
+        "-i".into(),
+        format!("app_health_url={a}/api/health"),
+        "-i".into(),
+        format!("rpc_url={a}/rpc"),
+        "-i".into(),
+        format!("trigger_status_page={pg}"),
+        "-i".into(),
+        format!("cloudflare_status_page={pg}"),
+        "-i".into(),
+        format!("supabase_status_page={pg}"),
+    ];
+    let mut cmd = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.env("REDIS_URL", "redis://127.0.0.1:1").env_remove("SLACK_WEBHOOK");
+    let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let show = env.show("s2");
+    assert_eq!(status(&show, "redis"), "failed");
+    assert_eq!(
+        step(&show, "findings")["outputs"]["stdout"],
+        "app: up; rpc: DOWN, the app falls back to the public endpoint; redis: DOWN, rate limiting lets requests through; trigger.dev: major, jobs queue and retry; cloudflare (R2): major, media uploads fail, the app keeps working; supabase: major"
+    );
+    assert_eq!(status(&show, "app_still_up"), "succeeded");
+}
