@@ -102,3 +102,19 @@ fn shipped_playbooks_dry_run_without_credentials() {
         }
     }
 }
+
+#[test]
+fn docs_playbooks_md_is_current() {
+    let root = repo_root();
+    let out = std::process::Command::new("bash")
+        .arg(root.join("docs/playbooks.sh"))
+        .env("RUNBOOK", crate::support::bin())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read_to_string(root.join("docs/playbooks.md")).unwrap();
+    assert!(
+        committed == String::from_utf8_lossy(&out.stdout),
+        "docs/playbooks.md is stale: run `bash docs/playbooks.sh > docs/playbooks.md`"
+    );
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Writes docs/playbooks.md: every playbook's description and its `runbook graph`.
+#   bash docs/playbooks.sh > docs/playbooks.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNBOOK=${RUNBOOK:-"cargo run -q --"}
+echo "# The playbooks"
+echo
+echo "Each graph is the output of \`runbook graph FILE\` (Mermaid); ✋ marks approvals. Regenerate"
+echo "this page with \`bash docs/playbooks.sh > docs/playbooks.md\`; a test checks it is current."
+for f in playbooks/*.yaml; do
+  echo
+  echo "## \`$f\`"
+  echo
+  grep -m1 "^description:" "$f" | sed 's/^description: //'
+  echo
+  echo '```mermaid'
+  $RUNBOOK graph "$f"
+  echo '```'
+done
