@@ -9,6 +9,7 @@ mod formats;
 mod pg;
 mod pg_cluster;
 mod run;
+mod s3;
 mod supabase;
 mod tty;
 mod validate;

@@ -56,14 +56,8 @@ fn unknown_step_type_lists_known_ones() {
     has(&e, "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)");
     has(
         &e,
-        "  hint: known types: approval, check-status, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, shell, sql, verify-rls, wait",
+        "  hint: known types: approval, check-status, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait",
     );
-}
-
-#[test]
-fn planned_step_type_says_not_implemented() {
-    let e = problems("steps:\n  - id: a\n    type: s3-copy\n");
-    has(&e, "p.yaml:5:11: step `a`: step type `s3-copy` is not implemented in this build yet");
 }
 
 #[test]

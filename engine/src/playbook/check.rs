@@ -443,23 +443,11 @@ impl Checker {
             Some(k) => Some(k),
             None => {
                 ok = false;
-                if let Some((_, plan)) = steps::PLANNED.iter().find(|(n, _)| *n == raw.kind) {
-                    self.diags
-                        .error(
-                            type_pos,
-                            format!("{label}step type `{}` is not implemented in this build yet", raw.kind),
-                        )
-                        .hint =
-                        Some(format!("it is planned with {plan} (see docs/steps.md); available: {}", known_list()));
-                } else {
-                    let dym =
-                        did_you_mean(&raw.kind, steps::known_names().chain(steps::PLANNED.iter().map(|(n, _)| *n)));
-                    let msg = match dym {
-                        Some(s) => format!("{label}unknown step type `{}` (did you mean `{s}`?)", raw.kind),
-                        None => format!("{label}unknown step type `{}`", raw.kind),
-                    };
-                    self.diags.error(type_pos, msg).hint = Some(format!("known types: {}", known_list()));
-                }
+                let msg = match did_you_mean(&raw.kind, steps::known_names()) {
+                    Some(s) => format!("{label}unknown step type `{}` (did you mean `{s}`?)", raw.kind),
+                    None => format!("{label}unknown step type `{}`", raw.kind),
+                };
+                self.diags.error(type_pos, msg).hint = Some(format!("known types: {}", known_list()));
                 None
             }
         };

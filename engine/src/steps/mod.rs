@@ -16,6 +16,7 @@ mod redis;
 pub mod rls;
 mod rollback;
 mod rotate;
+pub mod s3;
 mod saas;
 mod shell;
 mod sql;
@@ -233,15 +234,14 @@ static KINDS: &[&dyn StepKind] = &[
     &redis::RedisPing,
     &rollback::RollbackDeploy,
     &rotate::RotateSecret,
+    &s3::S3Copy,
+    &s3::S3RestoreVersions,
+    &s3::S3Versioning,
     &shell::Shell,
     &sql::Sql,
     &rls::VerifyRls,
     &wait::Wait,
 ];
-
-/// Step types of SPEC §2 that this build does not implement yet, with where they are planned.
-pub static PLANNED: &[(&str, &str)] =
-    &[("s3-versioning", "the cloud steps"), ("s3-restore-versions", "the cloud steps"), ("s3-copy", "the cloud steps")];
 
 pub fn lookup(name: &str) -> Option<&'static dyn StepKind> {
     KINDS.iter().copied().find(|k| k.name() == name)

@@ -1,0 +1,206 @@
+//! Object storage steps against a real S3-compatible server run locally (moto, installed by
+//! .ci/run into .ci/venv), and an R2-like fake that answers `NotImplemented` for versioning.
+
+use crate::support::{Env, finish, status, step};
+use aws_sdk_s3::primitives::ByteStream;
+use std::time::Duration;
+
+struct Moto(std::process::Child, u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto_server() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return p.into();
+    }
+    let venv = crate::support::repo_root().join(".ci/venv/bin/moto_server");
+    if venv.exists() { venv } else { "moto_server".into() }
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = crate::pg_cluster::free_port();
+        let mut child = std::process::Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server runs (bash .ci/run installs it into .ci/venv; or set MOTO_SERVER)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Moto(child, port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("moto_server did not start");
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.1)
+    }
+}
+
+fn creds() {
+    // SAFETY: set before any thread of this test process reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    }
+}
+
+async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    c.put_object().bucket(bucket).key(key).body(ByteStream::from(body.as_bytes().to_vec())).send().await.unwrap();
+}
+
+async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    let o = c.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(String::from_utf8(o.body.collect().await.unwrap().into_bytes().to_vec()).unwrap())
+}
+
+async fn run(env: &Env, run_id: &str, body: &str) -> (i32, serde_json::Value, String) {
+    env.write(
+        &format!("{run_id}.yaml"),
+        &format!("apiVersion: runbook/v1\nname: s3\nsecrets: [AWS_SECRET_ACCESS_KEY]\nsteps:\n{body}"),
+    );
+    let mut cmd = env.command(&["exec", &format!("{run_id}.yaml"), "--run-id", run_id]);
+    cmd.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+    let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    (out.code, env.show(run_id), out.all())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_a_versioned_prefix_to_a_point_in_time() {
+    creds();
+    let moto = Moto::start();
+    let c = runbook::steps::s3::client(Some(&moto.endpoint()), "us-east-1").unwrap();
+    c.create_bucket().bucket("media").send().await.unwrap();
+    c.put_bucket_versioning()
+        .bucket("media")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    put(&c, "media", "img/a.png", "a-v1").await;
+    put(&c, "media", "img/b.png", "b-v1").await;
+    put(&c, "media", "other/x.png", "x-v1").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let at = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put(&c, "media", "img/a.png", "a-v2-corrupt").await;
+    c.delete_object().bucket("media").key("img/b.png").send().await.unwrap();
+    put(&c, "media", "img/c.png", "c-new").await;
+    put(&c, "media", "other/x.png", "x-v2").await;
+
+    let env = Env::new();
+    let e = moto.endpoint();
+    // (s3-versioning is checked against a fake below: this moto answers GetBucketVersioning
+    // with a non-standard XML root that the SDK rightly refuses.)
+    let (code, show, out) = run(&env, "v1", &format!(
+        "  - id: restore\n    type: s3-restore-versions\n    with: {{ bucket: media, prefix: img/, at: \"{at}\", endpoint: \"{e}\", region: us-east-1 }}\n"
+    )).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "restore")["outputs"], serde_json::json!({"restored": 2, "deleted": 1, "unchanged": 0}));
+    assert_eq!(get(&c, "media", "img/a.png").await.as_deref(), Some("a-v1"));
+    assert_eq!(get(&c, "media", "img/b.png").await.as_deref(), Some("b-v1"));
+    assert_eq!(get(&c, "media", "img/c.png").await, None);
+    assert_eq!(get(&c, "media", "other/x.png").await.as_deref(), Some("x-v2"), "outside the prefix: untouched");
+    assert!(!out.contains("testing"), "a secret leaked: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_copy_is_resumable_and_restores_without_versioning() {
+    creds();
+    let moto = Moto::start();
+    let c = runbook::steps::s3::client(Some(&moto.endpoint()), "us-east-1").unwrap();
+    c.create_bucket().bucket("media").send().await.unwrap();
+    c.create_bucket().bucket("media-backup").send().await.unwrap();
+    for i in 0..40 {
+        put(&c, "media", &format!("u/{i:03} file.png"), &format!("content {i}")).await;
+    }
+    let env = Env::new();
+    let e = moto.endpoint();
+    let copy = format!(
+        "  - id: copy\n    type: s3-copy\n    with: {{ source: {{ bucket: media, prefix: u/ }}, target: {{ bucket: media-backup, prefix: \"2026-11-27/\" }}, endpoint: \"{e}\", region: us-east-1 }}\n"
+    );
+    let (code, show, out) = run(&env, "c1", &copy).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "copy")["outputs"]["copied"], 40);
+    assert_eq!(get(&c, "media-backup", "2026-11-27/007 file.png").await.as_deref(), Some("content 7"));
+    // Again: nothing to do. After a change: just that object.
+    let (_, show, _) = run(&env, "c2", &copy).await;
+    assert_eq!(
+        (step(&show, "copy")["outputs"]["copied"].as_u64(), step(&show, "copy")["outputs"]["skipped"].as_u64()),
+        (Some(0), Some(40))
+    );
+    put(&c, "media", "u/003 file.png", "changed").await;
+    let (_, show, _) = run(&env, "c3", &copy).await;
+    assert_eq!(step(&show, "copy")["outputs"]["copied"], 1);
+    // The incident: objects overwritten; restore from the backup copy.
+    put(&c, "media", "u/010 file.png", "garbage").await;
+    put(&c, "media", "u/011 file.png", "garbage").await;
+    let (code, show, out) = run(&env, "r1", &format!(
+        "  - id: restore\n    type: s3-restore-versions\n    with: {{ bucket: media, prefix: u/, from: {{ bucket: media-backup, prefix: \"2026-11-27/\" }}, endpoint: \"{e}\", region: us-east-1 }}\n"
+    )).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "restore")["outputs"]["restored"], 2);
+    assert_eq!(get(&c, "media", "u/010 file.png").await.as_deref(), Some("content 10"));
+    // Errors name the bucket and say what to check.
+    let (code, show, _) = run(&env, "e1", &format!("  - id: missing\n    type: s3-copy\n    with: {{ source: {{ bucket: nope }}, target: {{ bucket: media-backup }}, endpoint: \"{e}\", region: us-east-1 }}\n")).await;
+    assert_eq!(code, 1);
+    assert_eq!(status(&show, "missing"), "failed");
+    assert!(
+        step(&show, "missing")["error"].as_str().unwrap().starts_with("ListObjectsV2 nope: NoSuchBucket"),
+        "{}",
+        step(&show, "missing")["error"]
+    );
+}
+
+/// Versioning status as AWS answers it (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html:
+/// `<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>`), and as
+/// Cloudflare R2 does: 501 NotImplemented
+/// (https://developers.cloudflare.com/r2/api/s3/api/: bucket versioning is not supported).
+#[tokio::test(flavor = "multi_thread")]
+async fn r2_without_versioning_is_a_finding_not_a_crash() {
+    use wiremock::matchers::{method, path_regex, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let aws = MockServer::start().await;
+    Mock::given(method("GET")).and(path_regex("^/media/?$")).and(query_param("versioning", ""))
+        .respond_with(ResponseTemplate::new(200).insert_header("content-type", "application/xml").set_body_string(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>",
+        ))
+        .mount(&aws).await;
+    let env = Env::new();
+    let (code, show, out) = run(&env, "aws", &format!("  - id: versioning\n    type: s3-versioning\n    with: {{ bucket: media, endpoint: \"{}\", region: us-east-1 }}\n", aws.uri())).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "versioning")["outputs"]["status"], "Enabled");
+    let r2 = MockServer::start().await;
+    Mock::given(method("GET")).and(query_param("versioning", ""))
+        .respond_with(ResponseTemplate::new(501).insert_header("content-type", "application/xml").set_body_string(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NotImplemented</Code><Message>GetBucketVersioning not implemented</Message></Error>",
+        ))
+        .mount(&r2).await;
+    let env = Env::new();
+    let (code, show, out) = run(
+        &env,
+        "r2",
+        &format!(
+            "  - id: versioning\n    type: s3-versioning\n    with: {{ bucket: media, endpoint: \"{}\" }}\n",
+            r2.uri()
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "versioning")["outputs"]["status"], "Unsupported");
+    assert!(step(&show, "versioning")["outputs"]["finding"].as_str().unwrap().contains("Cloudflare R2 does not"));
+}
