@@ -204,3 +204,54 @@ async fn r2_without_versioning_is_a_finding_not_a_crash() {
     assert_eq!(step(&show, "versioning")["outputs"]["status"], "Unsupported");
     assert!(step(&show, "versioning")["outputs"]["finding"].as_str().unwrap().contains("Cloudflare R2 does not"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_dump_streams_to_s3_in_parts() {
+    creds();
+    let moto = Moto::start();
+    let c = runbook::steps::s3::client(Some(&moto.endpoint()), "us-east-1").unwrap();
+    c.create_bucket().bucket("backups").send().await.unwrap();
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = crate::pg_cluster::Cluster::start();
+        pg.psql("create table t as select g as id, md5(g::text) || md5((g * 3)::text) as v from generate_series(1, 300000) g");
+        pg
+    })
+    .await
+    .unwrap();
+    let env = Env::new();
+    let (code, show, out) = run(&env, "d1", &format!(
+        "  - id: dump\n    type: pg-dump\n    with: {{ url: \"{}\", to: \"s3://backups/db/\", s3: {{ endpoint: \"{}\", region: us-east-1 }} }}\n",
+        pg.url(),
+        moto.endpoint()
+    )).await;
+    assert_eq!(code, 0, "{out}");
+    let o = step(&show, "dump")["outputs"].clone();
+    let path = o["path"].as_str().unwrap().to_owned();
+    let key = path.strip_prefix("s3://backups/").unwrap().to_owned();
+    assert!(key.starts_with("db/backup-") && key.ends_with(".sql"), "{key}");
+    assert!(o["parts"].as_u64().unwrap() >= 2, "a {} byte dump should take several parts", o["bytes"]);
+    let body =
+        c.get_object().bucket("backups").key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert_eq!(body.len() as u64, o["bytes"].as_u64().unwrap());
+    let digest = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(&body).unwrap();
+            String::from_utf8(ch.wait_with_output().unwrap().stdout).unwrap()
+        })
+        .unwrap();
+    assert_eq!(o["sha256"].as_str().unwrap(), digest.split_whitespace().next().unwrap());
+    assert!(String::from_utf8_lossy(&body[body.len() - 200..]).contains("PostgreSQL database dump complete"));
+    // A dump that fails leaves no object behind.
+    let (code, _, _) = run(&env, "d2", &format!(
+        "  - id: dump\n    type: pg-dump\n    with: {{ url: \"{}\", to: \"s3://backups/bad/x.sql\", s3: {{ endpoint: \"{}\", region: us-east-1 }} }}\n",
+        pg.url().replace(crate::pg_cluster::PASSWORD, "wrong"),
+        moto.endpoint()
+    )).await;
+    assert_eq!(code, 1);
+    assert!(c.head_object().bucket("backups").key("bad/x.sql").send().await.is_err());
+    drop(pg);
+}

@@ -30,8 +30,12 @@ pub struct PgDump;
 pub struct DumpParams {
     pub url: String,
     /// A file, or a folder (ending in `/` or existing) for `backup-YYYYMMDD-HHMMSS.sql|dump`
-    /// (`schema-...` with `schema_only`).
+    /// (`schema-...` with `schema_only`), or `s3://bucket/prefix/` to stream the dump to
+    /// S3/R2 with a multipart upload (no temporary file).
     pub to: String,
+    /// With an `s3://` destination: the store (`endpoint`, `region`).
+    #[serde(default)]
+    pub s3: Option<super::s3::Store>,
     #[serde(default)]
     pub schema_only: bool,
     #[serde(default)]
@@ -63,10 +67,8 @@ impl TypedStep for PgDump {
     async fn run(&self, ctx: &StepContext, p: DumpParams) -> Result<Outputs, StepError> {
         let started = Instant::now();
         let (conn, env) = pg::tool_env(&p.url)?;
-        let path = destination(&ctx.work_dir, &p)?;
-        let tmp = path.with_extension("partial");
         let mut cmd = pg_command("pg_dump", None);
-        cmd.arg("--dbname").arg(&conn).arg("--file").arg(&tmp).arg("--no-password");
+        cmd.arg("--dbname").arg(&conn).arg("--no-password").envs(env);
         cmd.arg(match p.format {
             DumpFormat::Plain => "--format=plain",
             DumpFormat::Custom => "--format=custom",
@@ -77,20 +79,35 @@ impl TypedStep for PgDump {
         for t in &p.tables {
             cmd.arg("--table").arg(t);
         }
-        cmd.envs(env);
-        let out = cmd.output().await.map_err(|e| {
-            StepError::failed(format!("cannot run pg_dump: {e}"))
-                .with_hint("install the PostgreSQL client (postgresql-client) or set RUNBOOK_PG_BIN")
-        })?;
+        let format = match p.format {
+            DumpFormat::Plain => "plain",
+            DumpFormat::Custom => "custom",
+        };
+        if let Some(rest) = p.to.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let key = if prefix.is_empty() || prefix.ends_with('/') {
+                format!("{prefix}{}", file_name(&p))
+            } else {
+                prefix.to_owned()
+            };
+            let store = p.s3.clone().unwrap_or(super::s3::Store { endpoint: None, region: "auto".into() });
+            let (bytes, sha256, parts) = stream_to_s3(cmd, &store, bucket, &key).await?;
+            return Ok(serde_json::json!({
+                "path": format!("s3://{bucket}/{key}"),
+                "bytes": bytes,
+                "sha256": sha256,
+                "parts": parts,
+                "format": format,
+                "duration_ms": started.elapsed().as_millis() as u64,
+            }));
+        }
+        let path = destination(&ctx.work_dir, &p)?;
+        let tmp = path.with_extension("partial");
+        cmd.arg("--file").arg(&tmp);
+        let out = cmd.output().await.map_err(pg_dump_missing)?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
-            let err = String::from_utf8_lossy(&out.stderr);
-            let hint = if err.contains("server version mismatch") {
-                "pg_dump must be at least as new as the server: install the matching postgresql-client"
-            } else {
-                "check the connection string and the user's rights"
-            };
-            return Err(StepError::failed(format!("pg_dump failed: {}", tail_lines(&err, 5))).with_hint(hint));
+            return Err(pg_dump_failed(&out.stderr));
         }
         std::fs::rename(&tmp, &path).map_err(|e| StepError::failed(format!("cannot move the dump into place: {e}")))?;
         let (bytes, sha256) = digest(&path)?;
@@ -98,23 +115,150 @@ impl TypedStep for PgDump {
             "path": path.display().to_string(),
             "bytes": bytes,
             "sha256": sha256,
-            "format": match p.format { DumpFormat::Plain => "plain", DumpFormat::Custom => "custom" },
+            "format": format,
             "duration_ms": started.elapsed().as_millis() as u64,
         }))
     }
+}
+
+fn pg_dump_missing(e: std::io::Error) -> StepError {
+    StepError::failed(format!("cannot run pg_dump: {e}"))
+        .with_hint("install the PostgreSQL client (postgresql-client) or set RUNBOOK_PG_BIN")
+}
+
+fn pg_dump_failed(stderr: &[u8]) -> StepError {
+    let err = String::from_utf8_lossy(stderr);
+    let hint = if err.contains("server version mismatch") {
+        "pg_dump must be at least as new as the server: install the matching postgresql-client"
+    } else {
+        "check the connection string and the user's rights"
+    };
+    StepError::failed(format!("pg_dump failed: {}", tail_lines(&err, 5))).with_hint(hint)
+}
+
+/// Parts of a streamed upload: S3's minimum part size is 5 MiB; 8 MiB keeps memory flat.
+const PART: usize = 8 * 1024 * 1024;
+
+/// Streams pg_dump's stdout into a multipart upload, hashing on the way. A failed dump
+/// aborts the upload, so no half backup is left looking like a whole one.
+async fn stream_to_s3(
+    mut cmd: tokio::process::Command,
+    store: &super::s3::Store,
+    bucket: &str,
+    key: &str,
+) -> Result<(u64, String, usize), StepError> {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use tokio::io::AsyncReadExt;
+    let c = super::s3::client(store.endpoint.as_deref(), &store.region)?;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(pg_dump_missing)?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        buf
+    });
+    let upload = c
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| super::s3::s3_error(&format!("CreateMultipartUpload s3://{bucket}/{key}"), e))?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+    let abort = |c: aws_sdk_s3::Client, why: StepError| {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.clone());
+        async move {
+            let _ = c.abort_multipart_upload().bucket(bucket).key(key).upload_id(id).send().await;
+            why
+        }
+    };
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut parts = Vec::new();
+    loop {
+        let mut buf = Vec::with_capacity(PART);
+        while buf.len() < PART {
+            let n = match (&mut stdout).take((PART - buf.len()) as u64).read_to_end(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(abort(c.clone(), StepError::failed(format!("reading pg_dump's output: {e}"))).await);
+                }
+            };
+            if n == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() && !parts.is_empty() {
+            break;
+        }
+        hasher.update(&buf);
+        total += buf.len() as u64;
+        let number = parts.len() as i32 + 1;
+        let last = buf.len() < PART;
+        let part = c
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(buf))
+            .send()
+            .await;
+        match part {
+            Ok(r) => {
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(r.e_tag().map(str::to_owned)).build())
+            }
+            Err(e) => {
+                return Err(abort(
+                    c.clone(),
+                    super::s3::s3_error(&format!("UploadPart {number} of s3://{bucket}/{key}"), e),
+                )
+                .await);
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    let status = child.wait().await.map_err(|e| StepError::failed(format!("waiting for pg_dump: {e}")))?;
+    let err = stderr_task.await.unwrap_or_default();
+    if !status.success() {
+        return Err(abort(c.clone(), pg_dump_failed(&err)).await);
+    }
+    let n = parts.len();
+    c.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .map_err(|e| super::s3::s3_error(&format!("CompleteMultipartUpload s3://{bucket}/{key}"), e))?;
+    Ok((total, crate::playbook::hex(&hasher.finalize()), n))
+}
+
+/// `backup-YYYYMMDD-HHMMSS.sql|dump`, or `schema-...` for schema-only dumps.
+fn file_name(p: &DumpParams) -> String {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
+    let kind = if p.schema_only { "schema" } else { "backup" };
+    let ext = match p.format {
+        DumpFormat::Plain => "sql",
+        DumpFormat::Custom => "dump",
+    };
+    format!("{kind}-{stamp}.{ext}")
 }
 
 fn destination(work: &Path, p: &DumpParams) -> Result<PathBuf, StepError> {
     let to = work.join(&p.to);
     if p.to.ends_with('/') || to.is_dir() {
         std::fs::create_dir_all(&to).map_err(|e| StepError::failed(format!("cannot create {}: {e}", to.display())))?;
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
-        let kind = if p.schema_only { "schema" } else { "backup" };
-        let ext = match p.format {
-            DumpFormat::Plain => "sql",
-            DumpFormat::Custom => "dump",
-        };
-        return Ok(to.join(format!("{kind}-{stamp}.{ext}")));
+        return Ok(to.join(file_name(p)));
     }
     if to.exists() {
         return Err(StepError::failed(format!("{} exists; a backup never overwrites a file", to.display())));
