@@ -393,3 +393,34 @@ async fn s2_names_what_is_down_and_keeps_the_app_in_view() {
     );
     assert_eq!(status(&show, "app_still_up"), "succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_names_the_rollback_target_without_rolling_back() {
+    let vercel = MockServer::start().await;
+    mount_vercel(&vercel, 0).await;
+    let env = Env::new();
+    env.write("p.yaml", &format!(
+        "apiVersion: runbook/v1\nname: t\nsecrets: [VERCEL_TOKEN]\nsteps:\n  - id: rollback\n    type: rollback-deploy\n    with: {{ provider: vercel, project: prj_app, token: \"{{{{ env.VERCEL_TOKEN }}}}\", api_url: \"{}\" }}\n",
+        vercel.uri()
+    ));
+    let mut with_token = env.command(&["exec", "p.yaml", "--dry-run"]);
+    with_token.env("VERCEL_TOKEN", "vercel-token-123");
+    let out = tokio::task::spawn_blocking(move || finish(with_token.output().unwrap())).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("• rollback: would roll Vercel project prj_app back from dpl_3 to dpl_2 (https://app-2.vercel.app), then wait until it serves"),
+        "{}",
+        out.stdout
+    );
+    // Without credentials: the rule, not a guess.
+    let mut without = env.command(&["exec", "p.yaml", "--dry-run"]);
+    without.env_remove("VERCEL_TOKEN");
+    let out = tokio::task::spawn_blocking(move || finish(without.output().unwrap())).await.unwrap();
+    assert!(
+        out.stdout
+            .contains("• rollback: would roll Vercel project prj_app back to the previous READY production deployment"),
+        "{}",
+        out.stdout
+    );
+    vercel.verify().await; // no rollback call
+}

@@ -43,6 +43,9 @@ enum Decision {
 
 type TaskResult = (usize, Result<Outputs, StepError>);
 
+/// Where a dry run's plan travels from its task back to the dispatcher.
+const DRY_PLAN: &str = "plan";
+
 struct Dispatcher<'a> {
     pb: &'a Playbook,
     run_id: String,
@@ -412,12 +415,22 @@ impl<'a> Dispatcher<'a> {
             }
         };
         if self.opts.dry_run {
+            // The plan, made more precise by the step's read-only look-ups where it has
+            // any (and credentials are at hand); it comes back through `handle`.
             let id = step.id.clone();
-            let plan = step.kind.plan(&params);
+            let kind = step.kind;
+            let fallback = kind.plan(&params);
             self.attempts[i] = 1;
-            self.emit(EventKind::StepStarted { step: id.clone(), attempt: 1 }, false)?;
-            self.emit(EventKind::StepPlanned { step: id, plan }, false)?;
-            return self.finish(i, StepStatus::Succeeded, Value::Null, None, None, Some("dry run".into()));
+            self.status[i] = StepStatus::Running;
+            self.emit(EventKind::StepStarted { step: id, attempt: 1 }, false)?;
+            let sctx = self.step_context(i, 1);
+            let handle = tasks.spawn(async move {
+                let look = tokio::time::timeout(Duration::from_secs(15), kind.preview(&sctx, params)).await;
+                let plan = look.ok().flatten().unwrap_or(fallback);
+                (i, Ok(serde_json::json!({ DRY_PLAN: plan })))
+            });
+            self.task_step.insert(handle.id(), i);
+            return Ok(());
         }
         self.rendered[i] = Some(params);
         self.start_attempt(i, Duration::ZERO, tasks)
@@ -434,14 +447,7 @@ impl<'a> Dispatcher<'a> {
         let kind = step.kind;
         let timeout = step.timeout;
         let params = self.rendered[i].clone().unwrap_or(Value::Null);
-        let sctx = StepContext {
-            run_id: self.run_id.clone(),
-            step_id: step.id.clone(),
-            attempt,
-            http: self.http.clone(),
-            gate: self.opts.gate.clone(),
-            work_dir: self.opts.work_dir.clone(),
-        };
+        let sctx = self.step_context(i, attempt);
         let handle = tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -461,12 +467,32 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
+    fn step_context(&self, i: usize, attempt: u32) -> StepContext {
+        StepContext {
+            run_id: self.run_id.clone(),
+            step_id: self.pb.steps[i].id.clone(),
+            attempt,
+            http: self.http.clone(),
+            gate: self.opts.gate.clone(),
+            work_dir: self.opts.work_dir.clone(),
+        }
+    }
+
     fn handle(
         &mut self,
         i: usize,
         result: Result<Outputs, StepError>,
         tasks: &mut JoinSet<TaskResult>,
     ) -> Result<(), StateError> {
+        if self.opts.dry_run {
+            let plan = result
+                .ok()
+                .and_then(|o| o.get(DRY_PLAN).and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            let step = self.pb.steps[i].id.clone();
+            self.emit(EventKind::StepPlanned { step, plan }, false)?;
+            return self.finish(i, StepStatus::Succeeded, Value::Null, None, None, Some("dry run".into()));
+        }
         let step = &self.pb.steps[i];
         let max = step.retry.attempts;
         let attempt = self.attempts[i];

@@ -136,6 +136,9 @@ pub trait StepKind: Send + Sync {
     fn check(&self, params: &Value) -> Result<bool, ParamError>;
     /// One line saying what the step would do with these (rendered) parameters.
     fn plan(&self, params: &Value) -> String;
+    /// Dry run, when every parameter is known: a more precise plan from read-only calls
+    /// (which deployment a rollback would pick). `None` when the type has none.
+    fn preview<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Option<String>>;
     fn run<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Result<Outputs, StepError>>;
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
 }
@@ -152,6 +155,10 @@ pub trait TypedStep: Send + Sync + 'static {
         Ok(())
     }
     fn plan(params: &Self::Params) -> String;
+    /// Read-only look-ups for a dry run's plan; never changes anything.
+    fn preview(&self, _ctx: &StepContext, _params: &Self::Params) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
     fn run(&self, ctx: &StepContext, params: Self::Params) -> impl Future<Output = Result<Outputs, StepError>> + Send;
 }
 
@@ -206,6 +213,13 @@ impl<T: TypedStep> StepKind for T {
             Ok(p) => T::plan(&p),
             Err(_) => format!("{} with {}", T::NAME, params),
         }
+    }
+
+    fn preview<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let p = parse_params::<T::Params>(&params).ok()?;
+            T::preview(self, ctx, &p).await
+        })
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Result<Outputs, StepError>> {
