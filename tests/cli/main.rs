@@ -5,6 +5,7 @@ mod support;
 
 mod cloud;
 mod crash;
+mod diff;
 mod formats;
 mod pg;
 mod pg_cluster;

@@ -43,6 +43,13 @@ pub enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Md,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Mermaid,
     Dot,
@@ -82,8 +89,20 @@ pub enum Command {
         #[arg(long, default_value = "md")]
         format: String,
     },
-    /// Semantic diff of two playbooks (not implemented yet)
-    Diff { old: PathBuf, new: PathBuf },
+    /// Semantic diff of two playbooks for reviewers (exit 0 equal, 1 different, 2 error)
+    ///
+    /// runbook diff OLD.yaml NEW.yaml, or runbook diff --git REV -- FILE (FILE at REV
+    /// against the working tree).
+    Diff {
+        /// Compare FILE at this git revision with the working tree
+        #[arg(long, value_name = "REV")]
+        git: Option<String>,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// OLD NEW, or FILE with --git
+        #[arg(required = true, num_args = 1..=2, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Print the JSON Schema of the playbook format
     Schema,
     /// Print the row-level security of a healthy database, as the expected file of `verify-rls`

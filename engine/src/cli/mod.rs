@@ -4,7 +4,7 @@
 mod args;
 mod gate;
 
-use args::{Cli, Command, ExecArgs, GraphFormat, Output, ResumeArgs};
+use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ResumeArgs};
 use clap::Parser;
 use gate::CliGate;
 use std::io::IsTerminal;
@@ -52,7 +52,7 @@ pub fn main() -> i32 {
         Command::Report { .. } => Err(usage(
             "`runbook report` is not implemented in this version yet; use `runbook show RUN_ID` (or `--output json`) for the timeline",
         )),
-        Command::Diff { .. } => Err(usage("`runbook diff` is not implemented in this version yet")),
+        Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
         Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
@@ -477,4 +477,36 @@ fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
         })?;
     print!("{}", crate::steps::rls::to_yaml(&snap));
     Ok(EXIT_OK)
+}
+
+fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
+    let (old, new) = match (git, files) {
+        (Some(rev), [file]) => {
+            let out = std::process::Command::new("git")
+                .args(["show", &format!("{rev}:./{}", file.display())])
+                .output()
+                .map_err(|e| usage(format!("cannot run git: {e}")))?;
+            if !out.status.success() {
+                return Err(usage(format!(
+                    "git show {rev}:{}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let text = String::from_utf8(out.stdout).map_err(|_| usage("the file at that revision is not UTF-8"))?;
+            let label = format!("{}@{rev}", file.display());
+            let old = playbook::load_str(&label, text, None).map_err(|e| usage(e.to_string()))?;
+            (old, load(file)?)
+        }
+        (None, [a, b]) => (load(a)?, load(b)?),
+        (Some(_), _) => return Err(usage("with --git, give one FILE: runbook diff --git REV -- FILE")),
+        (None, _) => return Err(usage("give two files: runbook diff OLD.yaml NEW.yaml")),
+    };
+    let d = report::diff::diff(&old, &new);
+    match format {
+        DiffFormat::Text => print!("{}", report::diff::text(&d)),
+        DiffFormat::Md => print!("{}", report::diff::markdown(&d, &new)),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()),
+    }
+    Ok(if d.is_empty() { EXIT_OK } else { EXIT_FAILED })
 }

@@ -2,6 +2,7 @@
 //! TTY, plain lines otherwise, JSON events with `--output json`), and the `show`, `runs`
 //! and `plan` views. Only this room touches indicatif. It never changes state.
 
+pub mod diff;
 mod live;
 mod views;
 
