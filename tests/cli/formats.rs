@@ -77,7 +77,7 @@ fn graph_plan_and_help() {
     assert_eq!(r.code, 2);
     let r = env.run(&["report", "x"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not implemented in this version yet"));
+    assert!(r.stderr.contains("error: no run `x` in "), "{}", r.stderr);
 }
 
 #[test]

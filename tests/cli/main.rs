@@ -9,6 +9,7 @@ mod diff;
 mod formats;
 mod pg;
 mod pg_cluster;
+mod report;
 mod run;
 mod s3;
 mod supabase;

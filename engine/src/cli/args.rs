@@ -43,6 +43,12 @@ pub enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
     Text,
     Md,
@@ -83,11 +89,12 @@ pub enum Command {
     Runs,
     /// The timeline of one run
     Show { run_id: String },
-    /// Incident report of a run (not implemented yet)
+    /// Incident report of a run: timeline, approvals, objectives against what was measured,
+    /// follow-ups (for the post-mortem)
     Report {
         run_id: String,
-        #[arg(long, default_value = "md")]
-        format: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
     },
     /// Semantic diff of two playbooks for reviewers (exit 0 equal, 1 different, 2 error)
     ///

@@ -4,7 +4,7 @@
 mod args;
 mod gate;
 
-use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ResumeArgs};
+use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
 use clap::Parser;
 use gate::CliGate;
 use std::io::IsTerminal;
@@ -49,9 +49,7 @@ pub fn main() -> i32 {
         Command::Resume(a) => resume_cmd(&cli, a),
         Command::Runs => runs(&cli),
         Command::Show { run_id } => show(&cli, run_id),
-        Command::Report { .. } => Err(usage(
-            "`runbook report` is not implemented in this version yet; use `runbook show RUN_ID` (or `--output json`) for the timeline",
-        )),
+        Command::Report { run_id, format } => report_cmd(&cli, run_id, *format),
         Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
         Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
         Command::Schema => {
@@ -509,4 +507,17 @@ fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> 
         DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()),
     }
     Ok(if d.is_empty() { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
+    let store = store(cli)?;
+    let state = store.load(run_id).map_err(state_fail)?;
+    // The playbook as run, for its objectives and severity.
+    let pb = store.playbook_text(run_id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
+    let r = report::incident::build(&state, pb.as_ref());
+    match format {
+        ReportFormat::Md => print!("{}", report::incident::markdown(&r)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+    }
+    Ok(EXIT_OK)
 }

@@ -43,6 +43,10 @@ enum Decision {
 
 type TaskResult = (usize, Result<Outputs, StepError>);
 
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 /// Where a dry run's plan travels from its task back to the dispatcher.
 const DRY_PLAN: &str = "plan";
 
@@ -96,6 +100,7 @@ pub async fn run(
         inputs: Value::Null,
         steps: Default::default(),
         warnings: Vec::new(),
+        resumes: Vec::new(),
         seq,
     };
     let mut d = Dispatcher {
@@ -214,6 +219,7 @@ impl<'a> Dispatcher<'a> {
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
         let max = self.opts.max_parallel.max(1);
+        let mut rto = self.rto_marks()?;
         loop {
             while tasks.len() < max {
                 let Some(i) = self.ready.pop_front() else { break };
@@ -244,11 +250,46 @@ impl<'a> Dispatcher<'a> {
                     };
                     self.handle(i, result, &mut tasks)?;
                 }
+                _ = tokio::time::sleep_until(rto.first().map_or_else(far_future, |m| m.0)), if !rto.is_empty() => {
+                    let (_, message) = rto.remove(0);
+                    self.emit(EventKind::Warning { message }, false)?;
+                }
                 _ = sigint.recv() => return self.interrupted(tasks).await,
                 _ = sigterm.recv() => return self.interrupted(tasks).await,
             }
         }
         self.finish_run()
+    }
+
+    /// When 50 % and 100 % of the playbook's RTO will have been used, counted from the
+    /// run's first start (a resumed incident keeps its clock). A mark already passed when
+    /// this session starts is said at once (the highest one only).
+    fn rto_marks(&mut self) -> Result<Vec<(tokio::time::Instant, String)>, StateError> {
+        let Some(rto) = self.pb.objectives.rto.map(|r| r.0).filter(|r| !r.is_zero()) else { return Ok(Vec::new()) };
+        if self.opts.dry_run {
+            return Ok(Vec::new());
+        }
+        let started: jiff::Timestamp = self.state.started_at.parse().unwrap_or_else(|_| jiff::Timestamp::now());
+        let elapsed = Duration::try_from(jiff::Timestamp::now().duration_since(started)).unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        let rto_text = format_duration(rto);
+        let mut marks = Vec::new();
+        let mut passed = None;
+        for (pct, at) in [(50u32, rto / 2), (100, rto)] {
+            let message = format!("{pct}% of the RTO ({rto_text}) used");
+            if elapsed >= at {
+                passed = Some(format!(
+                    "{message}: {} since the run started",
+                    format_duration(Duration::from_secs(elapsed.as_secs()))
+                ));
+            } else {
+                marks.push((now + (at - elapsed), message));
+            }
+        }
+        if let Some(message) = passed {
+            self.emit(EventKind::Warning { message }, false)?;
+        }
+        Ok(marks)
     }
 
     async fn interrupted(mut self, mut tasks: JoinSet<TaskResult>) -> Result<(Outcome, RunState), StateError> {

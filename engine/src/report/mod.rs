@@ -3,6 +3,7 @@
 //! and `plan` views. Only this room touches indicatif. It never changes state.
 
 pub mod diff;
+pub mod incident;
 mod live;
 mod views;
 

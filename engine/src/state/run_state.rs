@@ -33,6 +33,9 @@ pub struct RunState {
     pub steps: IndexMap<String, StepState>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Each resume: when and by whom.
+    #[serde(default)]
+    pub resumes: Vec<(String, String)>,
     /// The last event folded in.
     pub seq: u64,
 }
@@ -51,6 +54,7 @@ impl RunState {
             inputs: inputs.clone(),
             steps: IndexMap::new(),
             warnings: Vec::new(),
+            resumes: Vec::new(),
             seq: ev.seq,
         };
         s.set_steps(steps);
@@ -79,7 +83,8 @@ impl RunState {
         self.seq = ev.seq;
         match &ev.kind {
             EventKind::RunStarted { .. } => {}
-            EventKind::RunResumed { reset, steps, sha256, .. } => {
+            EventKind::RunResumed { reset, steps, sha256, by } => {
+                self.resumes.push((ev.at.clone(), by.clone()));
                 self.status = RunStatus::Running;
                 self.finished_at = None;
                 self.sha256 = sha256.clone();

@@ -1,0 +1,256 @@
+//! `runbook report`: the incident report of a run, for the post-mortem: the timeline,
+//! approvals, what was skipped and why, the objectives against what was measured, and the
+//! manual follow-ups the DR procedure requires. Built from the run's state (already
+//! redacted) and the playbook saved with it.
+
+use super::live::human_duration;
+use crate::playbook::{Playbook, RpoValue, format_duration};
+use crate::state::{RunState, StepStatus};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The manual steps each severity of the DR document leaves to people.
+fn follow_ups(severity: Option<&str>) -> Vec<&'static str> {
+    let common = [
+        "Write the post-mortem from this report; note every step that needed a person or failed",
+        "Update the playbook where the procedure differed from what happened",
+    ];
+    let mut out: Vec<&'static str> = match severity.map(|s| s.get(..2).unwrap_or("")) {
+        Some("S1") => vec![
+            "Confirm with users that the app works (sign-in, the main flows)",
+            "Check that background jobs caught up after the outage",
+        ],
+        Some("S2") => {
+            vec!["Check that the degraded service recovered and queued work drained (Trigger.dev jobs, uploads)"]
+        }
+        Some("S3") => vec![
+            "Re-run the background jobs that failed during the corruption window",
+            "Tell users whose writes after the restore point were lost",
+        ],
+        Some("S4") => vec![
+            "Audit all logs from the compromise window",
+            "Check for unauthorized data access",
+            "Notify affected users if personal data was exposed",
+            "Document the incident and update the security procedures",
+        ],
+        _ => Vec::new(),
+    };
+    out.extend(common);
+    out
+}
+
+fn ts(s: &str) -> Option<jiff::Timestamp> {
+    s.parse().ok()
+}
+
+fn between(a: &Option<String>, b: &Option<String>) -> Option<Duration> {
+    let (a, b) = (ts(a.as_deref()?)?, ts(b.as_deref()?)?);
+    Duration::try_from(b.duration_since(a)).ok()
+}
+
+pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
+    let total = between(&Some(state.started_at.clone()), &state.finished_at);
+    let steps: Vec<Value> = state
+        .steps
+        .iter()
+        .map(|(id, s)| {
+            json!({
+                "id": id,
+                "type": s.kind,
+                "status": s.status,
+                "attempts": s.attempts,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "duration_ms": between(&s.started_at, &s.finished_at).map(|d| d.as_millis() as u64),
+                "error": s.error,
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    let approvals: Vec<Value> = state
+        .steps
+        .iter()
+        .filter(|(_, s)| s.kind == "approval" && s.status == StepStatus::Succeeded)
+        .map(|(id, s)| json!({ "step": id, "by": s.outputs.get("approved_by"), "at": s.outputs.get("approved_at") }))
+        .collect();
+    let restores: Vec<Value> = state
+        .steps
+        .iter()
+        .filter(|(_, s)| s.kind == "pitr-restore" && s.status == StepStatus::Succeeded)
+        .map(|(id, s)| {
+            json!({
+                "step": id,
+                "target_time": s.outputs.get("target_time"),
+                "recovered_to": s.outputs.get("recovered_to"),
+                "duration_ms": s.outputs.get("duration_ms"),
+            })
+        })
+        .collect();
+    let objectives = pb.map(|pb| objectives(pb, state, total, &restores)).unwrap_or(Value::Null);
+    json!({
+        "run_id": state.run_id,
+        "playbook": state.playbook,
+        "severity": pb.and_then(|p| p.severity.clone()),
+        "status": state.status,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration_ms": total.map(|d| d.as_millis() as u64),
+        "resumes": state.resumes.iter().map(|(at, by)| json!({ "at": at, "by": by })).collect::<Vec<_>>(),
+        "objectives": objectives,
+        "approvals": approvals,
+        "restores": restores,
+        "steps": steps,
+        "warnings": state.warnings,
+        "follow_ups": follow_ups(pb.and_then(|p| p.severity.as_deref())),
+    })
+}
+
+fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores: &[Value]) -> Value {
+    let rto = pb.objectives.rto.map(|r| r.0);
+    let rto_verdict = match (rto, total) {
+        (Some(r), Some(t)) => Some(if t <= r { "met" } else { "missed" }),
+        (Some(_), None) => Some("not finished"),
+        _ => None,
+    };
+    // RPO: what a restore gave up, measured from the restore point to when the run began
+    // (the incident was being handled by then).
+    let started = ts(&state.started_at);
+    let lost: Option<Duration> = restores
+        .iter()
+        .filter_map(|r| r.get("recovered_to").and_then(Value::as_str).and_then(ts))
+        .filter_map(|rec| Duration::try_from(started?.duration_since(rec)).ok())
+        .max();
+    let (rpo_text, rpo_verdict) = match &pb.objectives.rpo {
+        Some(RpoValue::Duration(d)) => (
+            Some(d.to_string()),
+            lost.map(|l| if l <= d.0 { "met" } else { "missed" }).or(if restores.is_empty() {
+                Some("no restore in this run")
+            } else {
+                None
+            }),
+        ),
+        Some(RpoValue::Text(t)) if t == "point-in-time" => (
+            Some(t.clone()),
+            Some(if restores.iter().any(|r| r.get("recovered_to").is_some_and(|v| !v.is_null())) {
+                "met: restored to a point in time"
+            } else if restores.is_empty() {
+                "no restore in this run"
+            } else {
+                "a restore ran, but its recovery point is unknown"
+            }),
+        ),
+        Some(RpoValue::Text(t)) => (Some(t.clone()), None),
+        None => (None, None),
+    };
+    json!({
+        "rto": rto.map(format_duration),
+        "time_to_recovery_ms": total.map(|d| d.as_millis() as u64),
+        "rto_result": rto_verdict,
+        "rpo": rpo_text,
+        "data_loss_window_ms": lost.map(|d| d.as_millis() as u64),
+        "rpo_result": rpo_verdict,
+    })
+}
+
+fn ms(v: &Value) -> String {
+    v.as_u64().map(|m| human_duration(Duration::from_millis(m))).unwrap_or_else(|| "-".into())
+}
+
+/// Timestamps to the second, for people.
+fn t(v: &Value) -> String {
+    match v.as_str().and_then(ts) {
+        Some(x) => x.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        None => s(v),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.replace('|', "\\|").replace('\n', " "),
+        other => other.to_string(),
+    }
+}
+
+pub fn markdown(r: &Value) -> String {
+    let mut out = format!("# Incident report: `{}`\n\n", s(&r["playbook"]));
+    out.push_str(&format!(
+        "- run: `{}` ({})\n- severity: {}\n- started {} · finished {} (UTC) · took {}\n",
+        s(&r["run_id"]),
+        s(&r["status"]),
+        s(&r["severity"]),
+        t(&r["started_at"]),
+        t(&r["finished_at"]),
+        ms(&r["duration_ms"])
+    ));
+    for res in r["resumes"].as_array().into_iter().flatten() {
+        out.push_str(&format!("- resumed {} by {}\n", t(&res["at"]), s(&res["by"])));
+    }
+    let o = &r["objectives"];
+    if !o.is_null() {
+        out.push_str("\n## Objectives\n\n| objective | target | measured | result |\n|---|---|---|---|\n");
+        if !o["rto"].is_null() {
+            out.push_str(&format!(
+                "| RTO | {} | {} | {} |\n",
+                s(&o["rto"]),
+                ms(&o["time_to_recovery_ms"]),
+                s(&o["rto_result"])
+            ));
+        }
+        if !o["rpo"].is_null() {
+            let measured = if o["data_loss_window_ms"].is_null() {
+                "-".into()
+            } else {
+                format!("≤ {}", ms(&o["data_loss_window_ms"]))
+            };
+            out.push_str(&format!("| RPO | {} | {measured} | {} |\n", s(&o["rpo"]), s(&o["rpo_result"])));
+        }
+    }
+    if let Some(rs) = r["restores"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str(
+            "\n## Restores\n\n| step | target | recovered to (last transaction) | took |\n|---|---|---|---|\n",
+        );
+        for x in rs {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                s(&x["step"]),
+                s(&x["target_time"]),
+                s(&x["recovered_to"]),
+                ms(&x["duration_ms"])
+            ));
+        }
+    }
+    if let Some(a) = r["approvals"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str("\n## Approvals\n\n| step | by | at |\n|---|---|---|\n");
+        for x in a {
+            out.push_str(&format!("| `{}` | {} | {} |\n", s(&x["step"]), s(&x["by"]), t(&x["at"])));
+        }
+    }
+    out.push_str(
+        "\n## Timeline\n\n| step | type | status | attempts | started | took | note |\n|---|---|---|---|---|---|---|\n",
+    );
+    for x in r["steps"].as_array().into_iter().flatten() {
+        let note = if x["error"].is_null() { s(&x["reason"]) } else { s(&x["error"]) };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            s(&x["id"]),
+            s(&x["type"]),
+            s(&x["status"]),
+            s(&x["attempts"]),
+            t(&x["started_at"]),
+            ms(&x["duration_ms"]),
+            if note == "-" { String::new() } else { note }
+        ));
+    }
+    if let Some(w) = r["warnings"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str("\n## Warnings\n\n");
+        for x in w {
+            out.push_str(&format!("- {}\n", s(x)));
+        }
+    }
+    out.push_str("\n## Follow-ups\n\n");
+    for x in r["follow_ups"].as_array().into_iter().flatten() {
+        out.push_str(&format!("- [ ] {}\n", s(x)));
+    }
+    out
+}

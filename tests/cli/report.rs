@@ -1,0 +1,67 @@
+//! `runbook report` on real runs: a failure, a resume, an approval, a skip.
+
+use crate::support::Env;
+
+#[test]
+fn report_tells_the_story_of_a_failed_and_resumed_run() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        concat!(
+            "apiVersion: runbook/v1\nname: incident\nseverity: S4 secret compromise\nobjectives: { rto: 15m }\n",
+            "secrets: [TOKEN]\n",
+            "steps:\n",
+            "  - id: rotate\n    type: shell\n    with: { script: \"echo token=$TOKEN; test -f fixed\" }\n",
+            "  - id: approve\n    type: approval\n    needs: [rotate]\n    with: { message: go? }\n",
+            "  - id: optional\n    type: wait\n    needs: [approve]\n    when: \"false\"\n    with: { duration: 0s }\n",
+            "  - id: done\n    type: wait\n    needs: [approve, optional]\n    with: { duration: 0s }\n",
+        ),
+    );
+    let r = env.run_env(&["exec", "p.yaml", "--run-id", "i1"], &[("TOKEN", "tok-very-secret")]);
+    assert_eq!(r.code, 1);
+    env.write("fixed", "");
+    let r = env.run_env(&["resume", "i1", "--approve", "approve"], &[("TOKEN", "tok-very-secret")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    let md = env.run(&["report", "i1"]);
+    assert_eq!(md.code, 0, "{}", md.all());
+    let md = md.stdout;
+    assert!(md.starts_with("# Incident report: `incident`\n"), "{md}");
+    assert!(md.contains("- severity: S4 secret compromise"), "{md}");
+    assert!(md.contains("| RTO | 15m | "), "{md}");
+    assert!(md.contains("| met |"), "{md}");
+    assert!(md.contains("- resumed "), "{md}");
+    assert!(md.contains("| `approve` | "), "{md}");
+    assert!(md.contains("(--approve approve) |"), "{md}");
+    assert!(md.contains("| `optional` | wait | skipped | 0 | - | - | when `false` is false |"), "{md}");
+    assert!(md.contains("- [ ] Audit all logs from the compromise window"), "{md}");
+    assert!(md.contains("- [ ] Notify affected users if personal data was exposed"), "{md}");
+    assert!(!md.contains("tok-very-secret"), "{md}");
+
+    let json = env.run(&["report", "i1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["objectives"]["rto"], "15m");
+    assert_eq!(v["objectives"]["rto_result"], "met");
+    assert_eq!(v["resumes"].as_array().unwrap().len(), 1);
+    let rotate = v["steps"].as_array().unwrap().iter().find(|s| s["id"] == "rotate").unwrap();
+    assert_eq!(rotate["status"], "succeeded");
+    assert_eq!(v["approvals"][0]["step"], "approve");
+    let r = env.run(&["report", "nope"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn rto_warnings_during_the_run_and_a_missed_rto_in_the_report() {
+    let env = Env::new();
+    env.write("p.yaml", "apiVersion: runbook/v1\nname: slow\nobjectives: { rto: 600ms }\nsteps:\n  - id: slow\n    type: shell\n    with: { script: \"sleep 0.9\" }\n");
+    let r = env.run(&["exec", "p.yaml", "--run-id", "s1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let w50 = r.stdout.find("warning: 50% of the RTO (600ms) used").expect("50% warning");
+    let w100 = r.stdout.find("warning: 100% of the RTO (600ms) used").expect("100% warning");
+    assert!(w50 < w100, "{}", r.stdout);
+    let json = env.run(&["report", "s1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["objectives"]["rto_result"], "missed");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 2, "{v}");
+}
