@@ -259,7 +259,7 @@ async fn rotate_secret_sets_a_generated_value_that_is_never_written_down() {
     assert_eq!(sent.len(), 1);
     assert!(sent[0].len() == 32 && sent[0].chars().all(|c| c.is_ascii_alphanumeric()), "{}", sent[0]);
     assert!(!out.all().contains(&sent[0]));
-    for f in walk(&env.path(".runbook")) {
+    for f in crate::support::walk(&env.path(".runbook")) {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
         assert!(!text.contains(&sent[0]) && !text.contains("machine-secret-xyz"), "secret in {}", f.display());
     }
@@ -267,15 +267,6 @@ async fn rotate_secret_sets_a_generated_value_that_is_never_written_down() {
 
 fn step_out<'a>(show: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     &step(show, id)["outputs"]
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
 }
 
 /// A real redis-server (Debian's) on a free port, with a password.

@@ -81,7 +81,7 @@ fn secrets_never_reach_the_state_dir_or_output() {
     assert!(!r.all().contains("hunter2hunter2") && !r.all().contains("tok-5ecret-value"), "{}", r.all());
     assert!(r.stdout.contains("token=*** pw=***"), "{}", r.stdout);
     let mut files = 0;
-    for entry in walk(&env.path(".runbook")) {
+    for entry in crate::support::walk(&env.path(".runbook")) {
         let bytes = std::fs::read(&entry).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("hunter2hunter2"), "secret input in {}", entry.display());
@@ -91,15 +91,6 @@ fn secrets_never_reach_the_state_dir_or_output() {
     assert!(files >= 5, "expected the run's files, found {files}");
     let show = env.run(&["show", "s1"]);
     assert!(!show.stdout.contains("hunter2hunter2"));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
 }
 
 #[test]

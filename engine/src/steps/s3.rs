@@ -367,20 +367,23 @@ impl TypedStep for S3RestoreVersions {
                 .send()
                 .await
                 .map_err(|e| s3_error(&format!("ListObjectVersions {}", p.bucket), e))?;
-            for v in page.versions() {
-                by_key.entry(v.key().unwrap_or_default().to_owned()).or_default().push(V {
-                    id: v.version_id().unwrap_or_default().to_owned(),
-                    time: v.last_modified().map(|t| t.secs() * 1000 + t.subsec_nanos() as i64 / 1_000_000).unwrap_or(0),
-                    latest: v.is_latest().unwrap_or(false),
-                    deleted: false,
-                });
-            }
-            for m in page.delete_markers() {
-                by_key.entry(m.key().unwrap_or_default().to_owned()).or_default().push(V {
-                    id: m.version_id().unwrap_or_default().to_owned(),
-                    time: m.last_modified().map(|t| t.secs() * 1000 + t.subsec_nanos() as i64 / 1_000_000).unwrap_or(0),
-                    latest: m.is_latest().unwrap_or(false),
-                    deleted: true,
+            let millis = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+                t.map(|t| t.secs() * 1000 + t.subsec_nanos() as i64 / 1_000_000).unwrap_or(0)
+            };
+            let versions = page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id(), millis(v.last_modified()), v.is_latest(), false));
+            let markers = page
+                .delete_markers()
+                .iter()
+                .map(|m| (m.key(), m.version_id(), millis(m.last_modified()), m.is_latest(), true));
+            for (key, id, time, latest, deleted) in versions.chain(markers) {
+                by_key.entry(key.unwrap_or_default().to_owned()).or_default().push(V {
+                    id: id.unwrap_or_default().to_owned(),
+                    time,
+                    latest: latest.unwrap_or(false),
+                    deleted,
                 });
             }
             if !page.is_truncated().unwrap_or(false) {
@@ -401,32 +404,28 @@ impl TypedStep for S3RestoreVersions {
             versions.sort_by_key(|v| v.time);
             let then = versions.iter().rev().find(|v| v.time <= cutoff).cloned();
             let now = versions.iter().find(|v| v.latest).cloned().or_else(|| versions.last().cloned());
-            match (then, now) {
-                (Some(t), Some(n)) if t.id == n.id => unchanged += 1,
-                (Some(t), Some(n)) if t.deleted => {
-                    if !n.deleted {
-                        c.delete_object()
-                            .bucket(&p.bucket)
-                            .key(&key)
-                            .send()
-                            .await
-                            .map_err(|e| s3_error(&format!("DeleteObject {key}"), e))?;
-                        deleted += 1;
-                    } else {
-                        unchanged += 1;
-                    }
-                }
-                (Some(t), _) => {
+            // What the object was then decides: the same version, gone then (and there now),
+            // another version, or not there yet.
+            let live_now = now.as_ref().is_some_and(|n| !n.deleted);
+            let restore_to = match (&then, &now) {
+                (Some(t), Some(n)) if t.id == n.id => None,
+                (Some(t), _) if t.deleted => Some(None),
+                (Some(t), _) => Some(Some(t.id.clone())),
+                (None, _) if p.delete_newer => Some(None),
+                (None, _) => None,
+            };
+            match restore_to {
+                Some(Some(version)) => {
                     c.copy_object()
                         .bucket(&p.bucket)
                         .key(&key)
-                        .copy_source(format!("{}/{}?versionId={}", p.bucket, encode_key(&key), t.id))
+                        .copy_source(format!("{}/{}?versionId={version}", p.bucket, encode_key(&key)))
                         .send()
                         .await
-                        .map_err(|e| s3_error(&format!("CopyObject {key} (version {})", t.id), e))?;
+                        .map_err(|e| s3_error(&format!("CopyObject {key} (version {version})"), e))?;
                     restored += 1;
                 }
-                (None, Some(n)) if p.delete_newer && !n.deleted => {
+                Some(None) if live_now => {
                     c.delete_object()
                         .bucket(&p.bucket)
                         .key(&key)
