@@ -15,7 +15,7 @@ use crate::exec::{self, ExecOptions, Outcome};
 use crate::playbook::inputs::{self, GivenValue};
 use crate::playbook::{self, LoadError, Playbook};
 use crate::report::{self, LiveReporter, Mode};
-use crate::state::{EventKind, FileStore, JOURNAL_VERSION, Journal, RunMeta, StateError, StepStatus};
+use crate::state::{EventKind, FileStore, JOURNAL_VERSION, RunMeta, StateError, StepStatus, Store};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -78,14 +78,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
         .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))
 }
 
-fn store(cli: &Cli) -> Result<FileStore, Fail> {
+fn store(cli: &Cli) -> Result<Box<dyn Store>, Fail> {
     if let Some(url) = &cli.global.state {
         return Err(usage(format!(
             "the PostgreSQL team store (`--state {}`) is not implemented in this version yet; use --state-dir (the default, `.runbook`)",
             redact_url(url)
         )));
     }
-    Ok(FileStore::new(&cli.global.state_dir))
+    Ok(Box::new(FileStore::new(&cli.global.state_dir)))
 }
 
 fn redact_url(url: &str) -> String {
@@ -302,13 +302,12 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         sha256: pb.sha256.clone(),
         created_at: started_at,
     };
-    let dir = store.create(&meta, &pb.text, &prepared.stored_inputs).map_err(state_fail)?;
-    let mut journal = Journal::open(&dir.dir).map_err(state_fail)?;
+    let mut held = store.create(&meta, &pb.text, &prepared.stored_inputs).map_err(state_fail)?;
     let (outcome, state) = rt
-        .block_on(exec::run(&pb, &run_id, prepared, first, None, Some(&mut journal), &mut reporter, &opts))
+        .block_on(exec::run(&pb, &run_id, prepared, first, None, Some(held.log()), &mut reporter, &opts))
         .map_err(state_fail)?;
     reporter.finish();
-    dir.write_snapshot(&state).map_err(state_fail)?;
+    held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))
 }
 
@@ -337,9 +336,9 @@ fn absolute(p: &Path) -> String {
 
 fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     let store = store(cli)?;
-    let dir = store.open(&a.run_id).map_err(state_fail)?;
+    let mut held = store.open(&a.run_id).map_err(state_fail)?;
     let meta = store.meta(&a.run_id).map_err(state_fail)?;
-    let mut state = dir.load().map_err(state_fail)?;
+    let mut state = held.load().map_err(state_fail)?;
     // We hold the lock: anything still "running" belongs to a process that died.
     state.mark_dead();
     let saved = store.playbook_text(&a.run_id).map_err(state_fail)?;
@@ -428,13 +427,12 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     if mode != Mode::Json {
         println!("run {}", a.run_id);
     }
-    let mut journal = Journal::open(&dir.dir).map_err(state_fail)?;
     let rt = runtime()?;
     let (outcome, state) = rt
-        .block_on(exec::run(&pb, &a.run_id, prepared, first, Some(state), Some(&mut journal), &mut reporter, &opts))
+        .block_on(exec::run(&pb, &a.run_id, prepared, first, Some(state), Some(held.log()), &mut reporter, &opts))
         .map_err(state_fail)?;
     reporter.finish();
-    dir.write_snapshot(&state).map_err(state_fail)?;
+    held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))
 }
 

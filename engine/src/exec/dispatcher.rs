@@ -2,7 +2,7 @@
 
 use super::prepare::Prepared;
 use crate::playbook::{Playbook, Trigger, When, format_duration};
-use crate::state::{Event, EventKind, Journal, RunState, RunStatus, StateError, StepStatus};
+use crate::state::{Event, EventKind, EventLog, RunState, RunStatus, StateError, StepStatus};
 use crate::steps::{ApprovalGate, Outputs, StepContext, StepError};
 use crate::template::{self, Context, Placeholder, Redactor};
 use minijinja::Value as JValue;
@@ -55,7 +55,7 @@ struct Dispatcher<'a> {
     run_id: String,
     ctx: Context,
     redactor: Redactor,
-    journal: Option<&'a mut Journal>,
+    journal: Option<&'a mut dyn EventLog>,
     sink: &'a mut dyn Sink,
     opts: &'a ExecOptions,
     http: reqwest::Client,
@@ -75,15 +75,15 @@ struct Dispatcher<'a> {
 /// Runs (or resumes) a playbook. `prior` is the state of the run being resumed, and
 /// `first` its first event of this session (`run_started` or `run_resumed`).
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
-    pb: &Playbook,
+pub async fn run<'a>(
+    pb: &'a Playbook,
     run_id: &str,
     prepared: Prepared,
     first: EventKind,
     prior: Option<RunState>,
-    journal: Option<&mut Journal>,
-    sink: &mut dyn Sink,
-    opts: &ExecOptions,
+    journal: Option<&'a mut dyn EventLog>,
+    sink: &'a mut dyn Sink,
+    opts: &'a ExecOptions,
 ) -> Result<(Outcome, RunState), StateError> {
     let n = pb.steps.len();
     let seq = prior.as_ref().map_or(0, |s| s.seq);

@@ -6,9 +6,11 @@
 mod event;
 mod file;
 mod run_state;
+mod store;
 
 pub use event::{Event, EventKind, RunStatus, StepStatus};
 pub use file::{
     FileStore, JOURNAL_VERSION, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, hostname as file_hostname,
 };
 pub use run_state::{RunState, StepState};
+pub use store::{EventLog, HeldRun, Store};
