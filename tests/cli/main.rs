@@ -13,5 +13,6 @@ mod report;
 mod run;
 mod s3;
 mod supabase;
+mod team;
 mod tty;
 mod validate;

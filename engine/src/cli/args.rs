@@ -28,7 +28,7 @@ pub struct Global {
     /// Where runs are kept
     #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", default_value = ".runbook", value_name = "DIR")]
     pub state_dir: PathBuf,
-    /// A shared team store (postgres://...) instead of the state dir
+    /// The PostgreSQL team store (postgres://...) instead of the state dir
     #[arg(long, global = true, env = "RUNBOOK_STATE", value_name = "URL")]
     pub state: Option<String>,
     /// Output for people or for machines
@@ -112,6 +112,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of the playbook format
     Schema,
+    /// Manage where runs are kept
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Print the row-level security of a healthy database, as the expected file of `verify-rls`
     RlsSnapshot {
         /// postgresql://... (the password may also come from PGPASSWORD)
@@ -119,6 +124,19 @@ pub enum Command {
         /// Schemas to include
         #[arg(long, value_delimiter = ',', default_value = "public")]
         schemas: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Copy the runs of a state dir into the PostgreSQL team store
+    Migrate {
+        /// The state dir (default .runbook)
+        #[arg(long, default_value = ".runbook", value_name = "DIR")]
+        from: PathBuf,
+        /// postgres://...
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 

@@ -52,6 +52,7 @@ pub fn main() -> i32 {
         Command::Report { run_id, format } => report_cmd(&cli, run_id, *format),
         Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
         Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
+        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(from, to),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)
@@ -79,13 +80,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, Fail> {
 }
 
 fn store(cli: &Cli) -> Result<Box<dyn Store>, Fail> {
-    if let Some(url) = &cli.global.state {
-        return Err(usage(format!(
-            "the PostgreSQL team store (`--state {}`) is not implemented in this version yet; use --state-dir (the default, `.runbook`)",
-            redact_url(url)
-        )));
+    match &cli.global.state {
+        Some(url) => Ok(Box::new(team_store(url)?)),
+        None => Ok(Box::new(FileStore::new(&cli.global.state_dir))),
     }
-    Ok(Box::new(FileStore::new(&cli.global.state_dir)))
+}
+
+/// The lease of the team store: renewed while a run is driven; after it expires (the
+/// driver died), another process may take the run over. `RUNBOOK_LEASE_TTL` sets it.
+fn team_store(url: &str) -> Result<crate::state::PgStore, Fail> {
+    let ttl = match std::env::var("RUNBOOK_LEASE_TTL") {
+        Ok(t) => playbook::parse_duration(&t).map_err(|e| usage(format!("RUNBOOK_LEASE_TTL: {e}")))?,
+        Err(_) => std::time::Duration::from_secs(30),
+    };
+    crate::state::PgStore::connect(url, ttl)
+        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", redact_url(url))))
 }
 
 fn redact_url(url: &str) -> String {
@@ -415,7 +424,10 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
         }
     }
     let reset = exec::resume_reset(&pb, &pb.dag, &state, from, rerun);
-    let prepared = exec::prepare_context(&pb, &values, &a.run_id, &state.started_at, false).map_err(usage)?;
+    let mut prepared = exec::prepare_context(&pb, &values, &a.run_id, &state.started_at, false).map_err(usage)?;
+    if let Some(previous) = held.took_over_from() {
+        prepared.warnings.insert(0, format!("took the run over from {previous}: its lease had expired"));
+    }
     let mode = mode(cli);
     let (mut reporter, opts) = session(cli, &pb, a.yes, &a.approve, a.max_parallel, false)?;
     let first = EventKind::RunResumed {
@@ -517,5 +529,19 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
         ReportFormat::Md => print!("{}", report::incident::markdown(&r)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
     }
+    Ok(EXIT_OK)
+}
+
+fn migrate(from: &Path, to: &str) -> Res {
+    let files = FileStore::new(from);
+    let team = team_store(to)?;
+    let (copied, skipped) = crate::state::migrate_from(&files, &team).map_err(state_fail)?;
+    for id in &copied {
+        println!("copied {id}");
+    }
+    for id in &skipped {
+        println!("skipped {id} (already in the team store)");
+    }
+    println!("{} run(s) copied, {} skipped", copied.len(), skipped.len());
     Ok(EXIT_OK)
 }

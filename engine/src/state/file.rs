@@ -179,6 +179,17 @@ impl FileStore {
         Ok(state)
     }
 
+    /// Every event of a run, in order (for moving it to another store).
+    pub fn events(&self, run_id: &str) -> Result<Vec<Event>, StateError> {
+        let path = self.existing(run_id)?.join("journal.jsonl");
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        let mut lines = text.lines();
+        check_header(lines.next().unwrap_or_default())
+            .map_err(|message| StateError::Corrupt { path: path.display().to_string(), message })?;
+        // A torn last line (a crash mid-write) is not an event.
+        Ok(lines.filter_map(|l| serde_json::from_str(l).ok()).collect())
+    }
+
     /// Who drives the run right now, if anyone.
     pub fn holder(&self, run_id: &str) -> Option<LockHolder> {
         let path = self.run_dir(run_id).join("lock");

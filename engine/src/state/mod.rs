@@ -5,6 +5,7 @@
 
 mod event;
 mod file;
+mod pg;
 mod run_state;
 mod store;
 
@@ -12,5 +13,6 @@ pub use event::{Event, EventKind, RunStatus, StepStatus};
 pub use file::{
     FileStore, JOURNAL_VERSION, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, hostname as file_hostname,
 };
+pub use pg::{PgStore, migrate_from};
 pub use run_state::{RunState, StepState};
 pub use store::{EventLog, HeldRun, Store};
