@@ -199,17 +199,15 @@ impl PgStore {
             }
         };
         let lost = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        // The heartbeat sleeps on a channel, so stopping it (drop of the sender) is immediate.
+        let (stop, stopped) = mpsc::channel::<()>();
         let beat = {
-            let (store, run, me, lost, stop, every) =
-                (self.clone(), run_id.to_owned(), me_json.clone(), lost.clone(), stop.clone(), self.ttl / 3);
+            let (store, run, me, lost, every) =
+                (self.clone(), run_id.to_owned(), me_json.clone(), lost.clone(), self.ttl / 6);
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(every.min(Duration::from_millis(200)).max(Duration::from_millis(10)));
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    // Renew when a third of the lease is used (checked often, renewed seldom).
+                let every = every.clamp(Duration::from_millis(50), Duration::from_secs(5));
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    // Checked six times per lease; renewed once a third of it is used.
                     let renewed = store.query(
                         "update runbook_runs set lease_until = now() + $3::text::float8 * interval '1 second'
                          where run_id = $1 and holder = $2 and lease_until < now() + $3::text::float8 * interval '1 second' * 2 / 3
@@ -233,7 +231,7 @@ impl PgStore {
             me: me_json,
             pending: Vec::new(),
             lost,
-            stop,
+            stop: Some(stop),
             beat: Some(beat),
             previous: previous.filter(|p| p.pid != 0),
         }))
@@ -274,7 +272,7 @@ struct PgRun {
     me: String,
     pending: Vec<Event>,
     lost: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
     beat: Option<std::thread::JoinHandle<()>>,
     previous: Option<LockHolder>,
 }
@@ -349,7 +347,7 @@ impl HeldRun for PgRun {
 impl Drop for PgRun {
     fn drop(&mut self) {
         let _ = self.flush();
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(b) = self.beat.take() {
             let _ = b.join();
         }
