@@ -25,6 +25,17 @@ fn backups(pitr: bool) -> serde_json::Value {
     })
 }
 
+/// A fake whose backups endpoint gives `answer`.
+async fn server_with_backups(answer: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/projects/{REF}/database/backups")))
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    server
+}
+
 fn playbook(api: &str, target: &str) -> String {
     format!(
         "apiVersion: runbook/v1\nname: supa\nsecrets: [SUPABASE_ACCESS_TOKEN]\nsteps:\n  - id: restore\n    type: pitr-restore\n    with: {{ provider: supabase, project_ref: {REF}, target_time: \"{target}\", token: \"{{{{ env.SUPABASE_ACCESS_TOKEN }}}}\", api_url: \"{api}\", poll_interval: 50ms }}\n"
@@ -96,12 +107,8 @@ async fn refusals_are_clear() {
     let (target, _) = target_minutes_ago(30);
     let env = Env::new();
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/projects/{REF}/database/backups")))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "Unauthorized"})))
-        .mount(&server)
-        .await;
+    let server =
+        server_with_backups(ResponseTemplate::new(401).set_body_json(json!({"message": "Unauthorized"}))).await;
     let (code, show, out) = run(&env, &server, &target, "bad-token-value").await;
     assert_eq!(code, 1);
     assert_eq!(
@@ -110,35 +117,20 @@ async fn refusals_are_clear() {
     );
     assert!(out.contains("hint: token rejected: check SUPABASE_ACCESS_TOKEN"), "{out}");
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/projects/{REF}/database/backups")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(backups(false)))
-        .mount(&server)
-        .await;
+    let server = server_with_backups(ResponseTemplate::new(200).set_body_json(backups(false))).await;
     let env = Env::new();
     let (code, show, _) = run(&env, &server, &target, "sbp_token_123").await;
     assert_eq!(code, 1);
     assert_eq!(step(&show, "restore")["error"], format!("point-in-time recovery is not enabled for project {REF}"));
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/projects/{REF}/database/backups")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(backups(true)))
-        .mount(&server)
-        .await;
+    let server = server_with_backups(ResponseTemplate::new(200).set_body_json(backups(true))).await;
     let env = Env::new();
     let (old, _) = target_minutes_ago(60 * 24 * 3);
     let (code, show, _) = run(&env, &server, &old, "sbp_token_123").await;
     assert_eq!(code, 1);
     assert!(step(&show, "restore")["error"].as_str().unwrap().contains("is outside the recoverable window"));
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/projects/{REF}/database/backups")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(backups(true)))
-        .mount(&server)
-        .await;
+    let server = server_with_backups(ResponseTemplate::new(200).set_body_json(backups(true))).await;
     Mock::given(method("POST"))
         .and(path(format!("/v1/projects/{REF}/database/backups/restore-pitr")))
         .respond_with(ResponseTemplate::new(201))

@@ -144,17 +144,8 @@ impl PgStore {
         let ttl = self.ttl.as_secs_f64().to_string();
         let previous = match create {
             Some((meta, text, inputs)) => {
-                let params = vec![
-                    meta.run_id.clone(),
-                    meta.playbook.clone(),
-                    meta.file.clone(),
-                    meta.sha256.clone(),
-                    meta.created_at.clone(),
-                    text.to_owned(),
-                    inputs.to_string(),
-                    me_json.clone(),
-                    ttl,
-                ];
+                let mut params = run_row(meta, text.to_owned(), inputs);
+                params.extend([me_json.clone(), ttl]);
                 let inserted = self.query(
                     "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs, holder, lease_until)
                      values ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::text::float8 * interval '1 second')
@@ -236,6 +227,19 @@ impl PgStore {
             previous: previous.filter(|p| p.pid != 0),
         }))
     }
+}
+
+/// The first seven columns of a `runbook_runs` row.
+fn run_row(meta: &RunMeta, playbook_text: String, inputs: &Value) -> Vec<String> {
+    vec![
+        meta.run_id.clone(),
+        meta.playbook.clone(),
+        meta.file.clone(),
+        meta.sha256.clone(),
+        meta.created_at.clone(),
+        playbook_text,
+        inputs.to_string(),
+    ]
 }
 
 fn migrate(w: &mut Worker) -> Result<(), StateError> {
@@ -457,15 +461,7 @@ pub fn migrate_from(files: &FileStore, to: &PgStore) -> Result<(Vec<String>, Vec
             continue;
         }
         let events = files.events(&id)?;
-        let params = vec![
-            meta.run_id.clone(),
-            meta.playbook.clone(),
-            meta.file.clone(),
-            meta.sha256.clone(),
-            meta.created_at.clone(),
-            files.playbook_text(&id)?,
-            files.inputs(&id)?.to_string(),
-        ];
+        let params = run_row(&meta, files.playbook_text(&id)?, &files.inputs(&id)?);
         to.query(
             "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs) values ($1, $2, $3, $4, $5, $6, $7) returning run_id",
             params,
