@@ -64,6 +64,7 @@ fn skipped_branch_still_lets_the_join_run() {
     assert_eq!(status(&show, "rollback"), "succeeded");
     assert_eq!(status(&show, "verify"), "succeeded");
     assert_eq!(step(&show, "wait_out")["reason"], "when `inputs.provider_wide` is false");
+    assert_eq!(step(&show, "wait_out")["skipped_by"], "when");
 }
 
 #[test]
@@ -78,7 +79,7 @@ fn failure_and_always_triggers() {
             "  - id: page_team\n    type: shell\n    needs: [restore, verify]\n    trigger: failure\n    with: { command: [echo, paged] }\n",
             "  - id: cleanup\n    type: wait\n    needs: [verify]\n    trigger: always\n    with: { duration: 0s }\n",
             "  - id: celebrate\n    type: wait\n    needs: [restore]\n    trigger: failure\n    when: \"false\"\n    with: { duration: 0s }\n",
-            "  - id: no_failure_here\n    type: wait\n    needs: [cleanup]\n    trigger: failure\n    with: { duration: 0s }\n",
+            "  - id: through_cleanup\n    type: wait\n    needs: [cleanup]\n    trigger: failure\n    with: { duration: 0s }\n",
         ),
         &[],
     );
@@ -86,12 +87,118 @@ fn failure_and_always_triggers() {
     assert_eq!(show["status"], "failed");
     assert_eq!(status(&show, "restore"), "failed");
     assert_eq!(status(&show, "verify"), "skipped");
-    assert_eq!(step(&show, "verify")["reason"], "trigger success: restore failed");
+    assert_eq!(step(&show, "verify")["reason"], "trigger not met: restore failed");
+    assert_eq!(step(&show, "verify")["skipped_by"], "trigger");
     assert_eq!(status(&show, "page_team"), "succeeded");
     assert_eq!(step(&show, "page_team")["outputs"]["stdout"], "paged");
     assert_eq!(status(&show, "cleanup"), "succeeded");
     assert_eq!(status(&show, "celebrate"), "skipped");
-    assert_eq!(status(&show, "no_failure_here"), "skipped");
+    // `cleanup` succeeded, but `restore` before it failed: a failure handler looks at every ancestor.
+    assert_eq!(status(&show, "through_cleanup"), "succeeded");
+}
+
+// Issue 10: in s1/s3 the paging step needs the verify steps, not the restore; when the
+// restore failed the verify steps were skipped and nobody was paged.
+#[test]
+fn failure_handler_fires_when_a_grand_ancestor_failed() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: restore\n    type: shell\n    with: { command: [\"false\"] }\n",
+            "  - id: verify_db\n    type: wait\n    needs: [restore]\n    with: { duration: 0s }\n",
+            "  - id: verify_app\n    type: wait\n    needs: [verify_db]\n    with: { duration: 0s }\n",
+            "  - id: page\n    type: shell\n    needs: [verify_app]\n    trigger: failure\n    with: { command: [echo, paged] }\n",
+            "  - id: fine\n    type: wait\n    with: { duration: 0s }\n",
+            "  - id: page_fine\n    type: wait\n    needs: [fine]\n    trigger: failure\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&show, "verify_db"), "skipped");
+    assert_eq!(step(&show, "verify_app")["reason"], "trigger not met: verify_db skipped (trigger not met)");
+    assert_eq!(step(&show, "verify_app")["skipped_by"], "trigger");
+    assert_eq!(status(&show, "page"), "succeeded", "{show}");
+    assert_eq!(step(&show, "page")["outputs"]["stdout"], "paged");
+    // A failure elsewhere in the run is not this handler's business: only its ancestors count.
+    assert_eq!(status(&show, "page_fine"), "skipped");
+    assert_eq!(step(&show, "page_fine")["reason"], "trigger not met: no ancestor failed");
+}
+
+#[test]
+fn success_path_after_a_handler_that_did_not_fire_is_skipped() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: restore\n    type: wait\n    with: { duration: 0s }\n",
+            "  - id: page\n    type: wait\n    needs: [restore]\n    trigger: failure\n    with: { duration: 0s }\n",
+            "  - id: after_page\n    type: shell\n    needs: [page]\n    with: { script: \"echo ran > after_page\" }\n",
+            "  - id: after_after\n    type: wait\n    needs: [after_page]\n    with: { duration: 0s }\n",
+            "  - id: tidy\n    type: wait\n    needs: [after_after]\n    trigger: always\n    with: { duration: 0s }\n",
+            "  - id: after_tidy\n    type: wait\n    needs: [tidy]\n    with: { duration: 0s }\n",
+        ),
+        &[],
+    );
+    // Nothing failed: the run succeeds, but the steps behind the handler did not run.
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(show["status"], "succeeded");
+    assert_eq!(step(&show, "page")["skipped_by"], "trigger");
+    assert_eq!(status(&show, "after_page"), "skipped");
+    assert_eq!(step(&show, "after_page")["reason"], "trigger not met: page skipped (trigger not met)");
+    assert_eq!(step(&show, "after_page")["skipped_by"], "trigger");
+    assert!(!env.path("after_page").exists(), "the omitted step ran");
+    assert_eq!(status(&show, "after_after"), "skipped");
+    assert_eq!(step(&show, "after_after")["skipped_by"], "trigger");
+    // `always` runs whatever happened before it, and what follows it is back on the success path.
+    assert_eq!(status(&show, "tidy"), "succeeded");
+    assert_eq!(status(&show, "after_tidy"), "succeeded");
+    // The reason is in the journal's event, in `show` and in the report.
+    let events = env.read(".runbook/runs/r1/journal.jsonl");
+    assert!(
+        events.lines().any(|l| l.contains(r#""step":"after_page""#) && l.contains(r#""skipped_by":"trigger""#)),
+        "{events}"
+    );
+    let text = env.run(&["show", "r1"]).stdout;
+    assert!(text.lines().any(|l| l.starts_with("after_page") && l.contains("trigger not met: page skipped")), "{text}");
+    let report = env.run(&["report", "r1", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let after = report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "after_page").unwrap();
+    assert_eq!(after["skipped_by"], "trigger");
+}
+
+#[test]
+fn always_step_reads_the_status_of_ancestors_that_never_ran() {
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: restore\n    type: shell\n    with: { command: [\"false\"] }\n",
+            "  - id: slow\n    type: shell\n    with: { script: \"sleep 0.3\" }\n",
+            "  - id: verify\n    type: wait\n    needs: [restore]\n    with: { duration: 0s }\n",
+            "  - id: later\n    type: wait\n    needs: [slow]\n    with: { duration: 0s }\n",
+            "  - id: summary\n    type: shell\n    needs: [verify, later]\n    trigger: always\n",
+            "    with: { command: [echo, \"{{ steps.restore.status }} {{ steps.verify.status }} {{ steps.later.status }} {{ steps.verify.outputs | length }}\"] }\n",
+            "  - id: link\n    type: shell\n    needs: [verify]\n    trigger: always\n",
+            "    with: { command: [echo, \"{{ steps.verify.outputs.url }}\"] }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    // `later` never started (the run had failed): it is there, `pending`, with no outputs.
+    assert_eq!(status(&show, "later"), "pending");
+    assert_eq!(status(&show, "summary"), "succeeded", "{show}");
+    assert_eq!(step(&show, "summary")["outputs"]["stdout"], "failed skipped pending 0");
+    // Reading an output that a skipped step never produced names the variable and the reason.
+    assert_eq!(status(&show, "link"), "failed");
+    assert_eq!(
+        step(&show, "link")["error"],
+        "cannot render `with.command[1]`: undefined value `steps.verify.outputs.url`: \
+         step `verify` was skipped (trigger not met: restore failed)"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use super::prepare::Prepared;
 use crate::playbook::{Playbook, Trigger, When, format_duration};
-use crate::state::{Event, EventKind, EventLog, RunState, RunStatus, StateError, StepStatus};
+use crate::state::{Event, EventKind, EventLog, RunState, RunStatus, SkipCause, StateError, StepStatus};
 use crate::steps::{ApprovalGate, Outputs, StepContext, StepError};
 use crate::template::{self, Context, Placeholder, Redactor};
 use minijinja::Value as JValue;
@@ -36,6 +36,7 @@ pub enum Outcome {
 
 enum Decision {
     Start,
+    /// The trigger is not met: skipped, and `trigger: success` dependents with it.
     Skip(String),
     /// Not started because the run already failed; stays pending (resume runs it).
     Cancel(String),
@@ -65,6 +66,11 @@ struct Dispatcher<'a> {
     attempts: Vec<u32>,
     remaining: Vec<usize>,
     cancelled: Vec<bool>,
+    /// Why each skipped step was skipped.
+    skipped_by: Vec<Option<SkipCause>>,
+    /// The step failed (without `continue_on_error`) or one of its ancestors did: what a
+    /// `trigger: failure` dependent fires on. Set when the step is resolved.
+    tainted: Vec<bool>,
     rendered: Vec<Option<Value>>,
     ready: VecDeque<usize>,
     run_failed: bool,
@@ -118,6 +124,8 @@ pub async fn run<'a>(
         attempts: vec![0; n],
         remaining: vec![0; n],
         cancelled: vec![false; n],
+        skipped_by: vec![None; n],
+        tainted: vec![false; n],
         rendered: vec![None; n],
         ready: VecDeque::new(),
         run_failed: false,
@@ -134,14 +142,27 @@ pub async fn run<'a>(
 impl<'a> Dispatcher<'a> {
     fn init_from_state(&mut self) {
         for (i, step) in self.pb.steps.iter().enumerate() {
+            let mut outputs = &Value::Null;
             if let Some(s) = self.state.steps.get(&step.id) {
                 self.status[i] = match s.status {
                     StepStatus::Running => StepStatus::Interrupted,
                     other => other,
                 };
-                if matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped) {
-                    self.ctx.steps.set(&step.id, s.status.as_str(), self.outputs_view(&step.id, &s.outputs));
+                if s.status == StepStatus::Skipped {
+                    self.skipped_by[i] = Some(s.skipped_by.unwrap_or_else(|| SkipCause::infer(s.reason.as_deref())));
+                    self.ctx.steps.set_note(&step.id, s.reason.clone());
                 }
+                if matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped) {
+                    outputs = &s.outputs;
+                }
+            }
+            // Every step is in `steps` from the start, with its status and (until it
+            // succeeds) no outputs, so templates on the failure path can read it.
+            self.ctx.steps.set(&step.id, self.status[i].as_str(), self.outputs_view(&step.id, outputs));
+        }
+        for &i in self.pb.dag.topo() {
+            if self.is_resolved(i) {
+                self.tainted[i] = self.taints(i);
             }
         }
         for i in 0..self.pb.steps.len() {
@@ -160,6 +181,12 @@ impl<'a> Dispatcher<'a> {
         } else {
             JValue::from(minijinja::value::Serde(outputs))
         }
+    }
+
+    /// Whether step `i`, now resolved, failed or has a failed ancestor.
+    fn taints(&self, i: usize) -> bool {
+        (self.status[i] == StepStatus::Failed && !self.pb.steps[i].continue_on_error)
+            || self.pb.dag.needs(i).iter().any(|&j| self.tainted[j])
     }
 
     fn is_resolved(&self, i: usize) -> bool {
@@ -347,31 +374,43 @@ impl<'a> Dispatcher<'a> {
         let step = &self.pb.steps[i];
         let needs = self.pb.dag.needs(i);
         let failed_hard = |j: usize| self.status[j] == StepStatus::Failed && !self.pb.steps[j].continue_on_error;
+        let omitted =
+            |j: usize| self.status[j] == StepStatus::Skipped && self.skipped_by[j] == Some(SkipCause::Trigger);
         let ok = |j: usize| {
             matches!(self.status[j], StepStatus::Succeeded | StepStatus::Skipped)
                 || (self.status[j] == StepStatus::Failed && self.pb.steps[j].continue_on_error)
         };
-        let name = |j: usize| self.pb.steps[j].id.as_str();
-        let failed: Vec<&str> = needs.iter().copied().filter(|&j| failed_hard(j)).map(name).collect();
-        let cancelled: Vec<&str> = needs.iter().copied().filter(|&j| self.cancelled[j]).map(name).collect();
+        let names = |f: &dyn Fn(usize) -> bool| -> String {
+            needs.iter().copied().filter(|&j| f(j)).map(|j| self.pb.steps[j].id.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        let failed = names(&failed_hard);
+        let cancelled = names(&|j| self.cancelled[j]);
         match step.trigger {
             Trigger::Success => {
                 if !failed.is_empty() {
-                    return Decision::Skip(format!("trigger success: {} failed", failed.join(", ")));
+                    return Decision::Skip(format!("trigger not met: {failed} failed"));
+                }
+                // Argo's "omitted": the success path behind a step that was not triggered
+                // (a failure handler that did not fire, a step after a failure) does not run.
+                let omitted = names(&omitted);
+                if !omitted.is_empty() {
+                    return Decision::Skip(format!("trigger not met: {omitted} skipped (trigger not met)"));
                 }
                 if !cancelled.is_empty() || !needs.iter().all(|&j| ok(j)) {
-                    return Decision::Cancel(format!("not started: {} did not run", cancelled.join(", ")));
+                    return Decision::Cancel(format!("not started: {cancelled} did not run"));
                 }
                 if self.run_failed {
                     return Decision::Cancel("not started: the run had already failed".into());
                 }
             }
+            // As GitHub Actions' `failure()`: any ancestor, not only a direct need, so a
+            // paging step after the verify steps fires when the restore before them failed.
             Trigger::Failure => {
-                if failed.is_empty() {
+                if !needs.iter().any(|&j| self.tainted[j]) {
                     if !cancelled.is_empty() {
-                        return Decision::Cancel(format!("not started: {} did not run", cancelled.join(", ")));
+                        return Decision::Cancel(format!("not started: {cancelled} did not run"));
                     }
-                    return Decision::Skip("trigger failure: no need failed".into());
+                    return Decision::Skip("trigger not met: no ancestor failed".into());
                 }
             }
             Trigger::Always => {}
@@ -382,6 +421,7 @@ impl<'a> Dispatcher<'a> {
     fn consider(&mut self, i: usize, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
         match self.decide(i) {
             Decision::Skip(reason) => {
+                self.skipped_by[i] = Some(SkipCause::Trigger);
                 return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some(reason));
             }
             Decision::Cancel(reason) => {
@@ -395,10 +435,12 @@ impl<'a> Dispatcher<'a> {
                         outputs: Value::Null,
                         error: None,
                         hint: None,
-                        reason: Some(reason),
+                        reason: Some(reason.clone()),
+                        skipped_by: None,
                     },
                     false,
                 )?;
+                self.ctx.steps.set_note(&self.pb.steps[i].id, Some(reason));
                 self.resolve(i);
                 return Ok(());
             }
@@ -407,6 +449,7 @@ impl<'a> Dispatcher<'a> {
         let step = &self.pb.steps[i];
         match &step.when {
             Some(When::Const(false)) => {
+                self.skipped_by[i] = Some(SkipCause::When);
                 return self.finish(i, StepStatus::Skipped, Value::Null, None, None, Some("when: false".into()));
             }
             Some(When::Expr(expr)) => {
@@ -416,6 +459,7 @@ impl<'a> Dispatcher<'a> {
                     match template::eval_bool(expr, self.ctx.value()) {
                         Ok(true) => {}
                         Ok(false) => {
+                            self.skipped_by[i] = Some(SkipCause::When);
                             return self.finish(
                                 i,
                                 StepStatus::Skipped,
@@ -602,6 +646,8 @@ impl<'a> Dispatcher<'a> {
         }
         let view = self.outputs_view(&step.id, &outputs);
         self.ctx.steps.set(&step.id, status.as_str(), view);
+        self.ctx.steps.set_note(&step.id, reason.clone().filter(|_| status == StepStatus::Skipped));
+        let skipped_by = if status == StepStatus::Skipped { self.skipped_by[i] } else { None };
         let durable = !step.idempotent && !self.opts.dry_run;
         let ev = EventKind::StepFinished {
             step: step.id.clone(),
@@ -611,6 +657,7 @@ impl<'a> Dispatcher<'a> {
             error,
             hint,
             reason,
+            skipped_by,
         };
         self.emit(ev, durable)?;
         self.resolve(i);
@@ -618,6 +665,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn resolve(&mut self, i: usize) {
+        self.tainted[i] = self.taints(i);
         for &d in self.pb.dag.dependents(i) {
             self.remaining[d] -= 1;
             if self.remaining[d] == 0 && self.status[d] == StepStatus::Pending {

@@ -114,10 +114,11 @@ fn default_input_type() -> InputType {
 #[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
-    /// Run when every need succeeded or was skipped (the default).
+    /// Run when every need succeeded or was skipped by its `when` (the default). A need
+    /// skipped because its own trigger was not met skips this step too.
     #[default]
     Success,
-    /// Run when at least one need failed.
+    /// Run when at least one ancestor (not only a direct need) failed.
     Failure,
     /// Run in any case once the needs have finished.
     Always,

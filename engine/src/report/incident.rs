@@ -64,6 +64,7 @@ pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
                 "duration_ms": between(&s.started_at, &s.finished_at).map(|d| d.as_millis() as u64),
                 "error": s.error,
                 "reason": s.reason,
+                "skipped_by": s.skipped_by,
             })
         })
         .collect();

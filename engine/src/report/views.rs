@@ -27,6 +27,7 @@ pub fn show_json(s: &RunState) -> Value {
                 "outputs": st.outputs,
                 "error": st.error,
                 "reason": st.reason,
+                "skipped_by": st.skipped_by,
             })
         })
         .collect();
@@ -91,7 +92,7 @@ fn step_notes(pb: &Playbook, i: usize) -> Vec<String> {
     }
     match s.trigger {
         Trigger::Success => {}
-        Trigger::Failure => notes.push("only if a need failed".into()),
+        Trigger::Failure => notes.push("only if an ancestor failed".into()),
         Trigger::Always => notes.push("always".into()),
     }
     match &s.when {

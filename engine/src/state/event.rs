@@ -53,6 +53,36 @@ impl RunStatus {
     }
 }
 
+/// Why a step ended `skipped`. The two differ for what comes after: a step skipped by its
+/// `when` counts as done (a join after two exclusive branches still runs); one whose
+/// trigger was not met takes its `trigger: success` dependents with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCause {
+    /// Its `when` was false.
+    When,
+    /// Its trigger was not met (a need failed, or was itself skipped for this reason; or,
+    /// for `trigger: failure`, no ancestor failed).
+    Trigger,
+}
+
+impl SkipCause {
+    /// What a journal written before this field existed meant: only `when` skips said "when".
+    pub fn infer(reason: Option<&str>) -> SkipCause {
+        match reason {
+            Some(r) if r.starts_with("when") => SkipCause::When,
+            _ => SkipCause::Trigger,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipCause::When => "when",
+            SkipCause::Trigger => "trigger",
+        }
+    }
+}
+
 /// One line of the journal, one JSON event on stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
@@ -111,6 +141,9 @@ pub enum EventKind {
         /// Why a step was skipped or not started.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// For a skipped step: by its `when`, or because its trigger was not met.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skipped_by: Option<SkipCause>,
     },
     StepWaiting {
         step: String,

@@ -9,7 +9,7 @@ mod pg;
 mod run_state;
 mod store;
 
-pub use event::{Event, EventKind, RunStatus, StepStatus};
+pub use event::{Event, EventKind, RunStatus, SkipCause, StepStatus};
 pub use file::{
     FileStore, JOURNAL_VERSION, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, hostname as file_hostname,
 };

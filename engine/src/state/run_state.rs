@@ -1,6 +1,6 @@
 //! The state of a run as the fold of its events.
 
-use super::event::{Event, EventKind, RunStatus, StepStatus};
+use super::event::{Event, EventKind, RunStatus, SkipCause, StepStatus};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +18,9 @@ pub struct StepState {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when `status` is `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_by: Option<SkipCause>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ impl RunState {
                 outputs: Value::Null,
                 error: None,
                 reason: None,
+                skipped_by: None,
             });
             next.insert(id.clone(), st);
         }
@@ -94,6 +98,7 @@ impl RunState {
                         s.status = StepStatus::Pending;
                         s.error = None;
                         s.reason = None;
+                        s.skipped_by = None;
                         s.attempts = 0;
                     }
                 }
@@ -114,13 +119,17 @@ impl RunState {
                 }
             }
             EventKind::StepPlanned { .. } => {}
-            EventKind::StepFinished { step, status, attempts, outputs, error, reason, .. } => {
+            EventKind::StepFinished { step, status, attempts, outputs, error, reason, skipped_by, .. } => {
                 if let Some(s) = self.steps.get_mut(step) {
                     s.status = *status;
                     s.attempts = *attempts;
                     s.outputs = outputs.clone();
                     s.error = error.clone();
                     s.reason = reason.clone();
+                    s.skipped_by = match status {
+                        StepStatus::Skipped => Some(skipped_by.unwrap_or_else(|| SkipCause::infer(reason.as_deref()))),
+                        _ => None,
+                    };
                     s.finished_at = Some(ev.at.clone());
                 }
             }

@@ -29,17 +29,60 @@ impl Object for EnvObject {
     }
 }
 
-/// The `steps` variable: `steps.<id>.outputs` and `steps.<id>.status` of finished steps.
+/// The `steps` variable: `steps.<id>.outputs` and `steps.<id>.status`. The dispatcher puts
+/// every step in at the start (`pending`, no outputs) and updates it as it goes, so a step
+/// that never ran is still there with its status: a `trigger: always` step can read
+/// `steps.verify.status` on exactly the path where `verify` did not run.
 /// Shared, so the dispatcher adds a step's results once instead of rebuilding the context.
 #[derive(Debug, Default)]
 pub struct StepsView {
     steps: RwLock<HashMap<String, JValue>>,
+    /// Why a step is not (or not yet) done, for error messages only: templates cannot read it.
+    notes: RwLock<HashMap<String, String>>,
 }
 
 impl StepsView {
     pub fn set(&self, id: &str, status: &str, outputs: JValue) {
+        // A step without outputs has an empty map, so `steps.x.outputs.url` is an undefined
+        // value the error message can name, not a "none has no attribute" puzzle.
+        let outputs = if outputs.is_none() || outputs.is_undefined() {
+            JValue::from(std::collections::BTreeMap::<String, JValue>::new())
+        } else {
+            outputs
+        };
         let entry = minijinja::context! { outputs => outputs, status => status };
         self.steps.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), entry);
+    }
+
+    /// Records why a step was skipped or not started (or forgets it).
+    pub fn set_note(&self, id: &str, note: Option<String>) {
+        let mut notes = self.notes.write().unwrap_or_else(|e| e.into_inner());
+        match note {
+            Some(n) => notes.insert(id.to_owned(), n),
+            None => notes.remove(id),
+        };
+    }
+
+    /// Why `steps.<id>.outputs.<field>` has nothing to give, in words: "step `verify` was
+    /// skipped (trigger not met: restore failed)".
+    pub fn explain(&self, id: &str, field: Option<&str>) -> Option<String> {
+        let entry = self.steps.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()?;
+        let status = entry.get_attr("status").ok()?.as_str().map(str::to_owned)?;
+        let note = self.notes.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        let why = |s: String| match &note {
+            Some(n) => format!("{s} ({n})"),
+            None => s,
+        };
+        Some(match status.as_str() {
+            "pending" => why(format!("step `{id}` never started")),
+            "skipped" => why(format!("step `{id}` was skipped")),
+            "failed" => format!("step `{id}` failed"),
+            "succeeded" => match field {
+                Some(f) => format!("step `{id}` succeeded without an output `{f}`"),
+                None => format!("step `{id}` succeeded"),
+            },
+            other => format!("step `{id}` is {other}"),
+        })
     }
 }
 

@@ -61,6 +61,44 @@ fn describe(err: &minijinja::Error) -> String {
     msg
 }
 
+/// For an undefined-value error: which variable the template read that is not there, and,
+/// for a step's outputs, why the step has none. `None` when it cannot be told.
+fn explain_undefined(refs: Result<Vec<String>, TemplateError>, ctx: &JValue) -> Option<String> {
+    let mut refs = refs.ok()?;
+    refs.sort();
+    for r in refs {
+        let segs: Vec<&str> = r.split('.').collect();
+        let mut v = ctx.clone();
+        for (k, seg) in segs.iter().enumerate() {
+            v = match v.get_attr(seg) {
+                Ok(x) if !x.is_undefined() => x,
+                _ => {
+                    let path = segs[..=k].join(".");
+                    let mut msg = format!("undefined value `{path}`");
+                    if segs[0] == "steps" && k >= 2 {
+                        let steps = ctx.get_attr("steps").ok()?;
+                        let why = steps
+                            .downcast_object_ref::<StepsView>()
+                            .and_then(|view| view.explain(segs[1], segs.get(3).copied().filter(|_| k >= 3)));
+                        if let Some(why) = why {
+                            msg.push_str(&format!(": {why}"));
+                        }
+                    }
+                    return Some(msg);
+                }
+            };
+        }
+    }
+    None
+}
+
+/// The message of an evaluation error: the undefined variable named where it can be found.
+fn describe_eval(err: &minijinja::Error, src: &str, expression: bool, ctx: &JValue) -> String {
+    let refs = if expression { expression_references(src) } else { template_references(src) };
+    let undefined = err.kind() == minijinja::ErrorKind::UndefinedError;
+    undefined.then(|| explain_undefined(refs, ctx)).flatten().unwrap_or_else(|| describe(err))
+}
+
 /// The variables a template reads, as dotted paths (`steps.check.outputs.rows`).
 pub fn template_references(src: &str) -> Result<Vec<String>, TemplateError> {
     if let Some(expr) = single_expression(src) {
@@ -83,10 +121,19 @@ pub fn render_str(src: &str, ctx: &JValue) -> Result<Value, TemplateError> {
     }
     if let Some(expr) = single_expression(src) {
         let compiled = env().compile_expression(expr).map_err(|e| TemplateError { message: describe(&e) })?;
-        let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe(&e) })?;
+        let v =
+            compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe_eval(&e, expr, true, ctx) })?;
+        if v.is_undefined()
+            && let Some(message) = explain_undefined(expression_references(expr), ctx)
+        {
+            return Err(TemplateError { message });
+        }
         return to_json(&v);
     }
-    env().render_str(src, ctx.clone()).map(Value::String).map_err(|e| TemplateError { message: describe(&e) })
+    env()
+        .render_str(src, ctx.clone())
+        .map(Value::String)
+        .map_err(|e| TemplateError { message: describe_eval(&e, src, false, ctx) })
 }
 
 /// Renders every string inside a value; the error names the path (`with.url`).
@@ -124,7 +171,7 @@ pub fn has_template(v: &Value) -> bool {
 /// Evaluates a `when`/`until` expression to a boolean (Jinja truthiness).
 pub fn eval_bool(expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
     let compiled = env().compile_expression(expr).map_err(|e| TemplateError { message: describe(&e) })?;
-    let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe(&e) })?;
+    let v = compiled.eval(ctx.clone()).map_err(|e| TemplateError { message: describe_eval(&e, expr, true, ctx) })?;
     Ok(v.is_true())
 }
 
