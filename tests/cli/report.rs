@@ -65,3 +65,70 @@ fn rto_warnings_during_the_run_and_a_missed_rto_in_the_report() {
     assert_eq!(v["objectives"]["rto_result"], "missed");
     assert_eq!(v["warnings"].as_array().unwrap().len(), 2, "{v}");
 }
+
+// Issue 10: S4's RTO was measured to the end of the run, human audit approvals included, so
+// it was always "missed". With `restored_by` the clock stops when the service is back.
+#[test]
+fn restored_by_stops_the_rto_clock_and_reports_follow_up_time() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        concat!(
+            "apiVersion: runbook/v1\nname: s4\nobjectives: { rto: 600ms, restored_by: verify }\nsteps:\n",
+            "  - id: rotate\n    type: shell\n    with: { script: \"sleep 0.1\" }\n",
+            "  - id: verify\n    type: wait\n    needs: [rotate]\n    with: { duration: 0s }\n",
+            "  - id: audit\n    type: shell\n    needs: [verify]\n    with: { script: \"sleep 0.9\" }\n",
+        ),
+    );
+    let r = env.run(&["exec", "p.yaml", "--run-id", "s4"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // The run took longer than the RTO, but the outage ended before half of it: no warning.
+    assert!(!r.stdout.contains("of the RTO"), "{}", r.stdout);
+    let json = env.run(&["report", "s4", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let o = &v["objectives"];
+    assert_eq!(o["rto_result"], "met", "{v}");
+    assert_eq!(o["restored_by"], "verify");
+    let show = env.show("s4");
+    assert_eq!(o["restored_at"], crate::support::step(&show, "verify")["finished_at"]);
+    let recovery = o["time_to_recovery_ms"].as_u64().unwrap();
+    let follow_up = o["follow_up_ms"].as_u64().unwrap();
+    assert!((100..600).contains(&recovery), "{o}");
+    assert!(follow_up >= 900, "{o}");
+    assert!(recovery + follow_up <= v["duration_ms"].as_u64().unwrap(), "{v}");
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+    let md = env.run(&["report", "s4"]).stdout;
+    assert!(md.contains("| RTO | 600ms | "), "{md}");
+    assert!(md.contains("The RTO is measured to the success of `verify` ("), "{md}");
+    assert!(md.contains("follow-up after it took "), "{md}");
+
+    // When the restore step never succeeds, the RTO is not "met" however short the run was.
+    env.write("f.yaml", &std::fs::read_to_string(env.path("p.yaml")).unwrap().replace("sleep 0.1", "exit 1"));
+    let r = env.run(&["exec", "f.yaml", "--run-id", "f4"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let json = env.run(&["report", "f4", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["objectives"]["rto_result"], "not restored: `verify` skipped", "{v}");
+    assert!(v["objectives"]["time_to_recovery_ms"].is_null());
+}
+
+#[test]
+fn restored_by_stops_the_rto_warnings_once_the_restore_succeeded() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        concat!(
+            "apiVersion: runbook/v1\nname: slowfix\nobjectives: { rto: 800ms, restored_by: fix }\nsteps:\n",
+            "  - id: fix\n    type: shell\n    with: { script: \"sleep 0.5\" }\n",
+            "  - id: audit\n    type: shell\n    needs: [fix]\n    with: { script: \"sleep 0.6\" }\n",
+        ),
+    );
+    let r = env.run(&["exec", "p.yaml", "--run-id", "w1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // 50% (400ms) passes while `fix` runs; 100% (800ms) would pass during `audit`, after the restore.
+    assert!(r.stdout.contains("warning: 50% of the RTO (800ms) used"), "{}", r.stdout);
+    assert!(!r.stdout.contains("100% of the RTO"), "{}", r.stdout);
+    let json = env.run(&["report", "w1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["objectives"]["rto_result"], "met", "{v}");
+}

@@ -69,6 +69,15 @@ fn needs_unknown_step_suggests() {
 }
 
 #[test]
+fn restored_by_must_name_a_step() {
+    let e = problems(
+        "objectives: { rto: 15m, restored_by: verfy_app }\nsteps:\n  - id: verify_app\n    type: wait\n    with: { duration: 0s }\n",
+    );
+    has(&e, "p.yaml:3:38: `objectives.restored_by` names unknown step `verfy_app` (did you mean `verify_app`?)");
+    has(&e, "  hint: name the step whose success ends the outage, e.g. the last verification");
+}
+
+#[test]
 fn cycle_prints_whole_path() {
     let w = "    type: wait\n    with: { duration: 0s }\n";
     let e = problems(&format!(

@@ -183,6 +183,11 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
+    /// The step whose success ends the outage (`objectives.restored_by`).
+    fn restored_by(&self) -> Option<usize> {
+        self.pb.objectives.restored_by.as_deref().and_then(|id| self.pb.index.get(id).copied())
+    }
+
     /// Whether step `i`, now resolved, failed or has a failed ancestor.
     fn taints(&self, i: usize) -> bool {
         (self.status[i] == StepStatus::Failed && !self.pb.steps[i].continue_on_error)
@@ -276,6 +281,11 @@ impl<'a> Dispatcher<'a> {
                         },
                     };
                     self.handle(i, result, &mut tasks)?;
+                    // The outage is over once the restore step succeeded: what follows is
+                    // follow-up time, not counted against the RTO.
+                    if self.restored_by() == Some(i) && self.status[i] == StepStatus::Succeeded {
+                        rto.clear();
+                    }
                 }
                 _ = tokio::time::sleep_until(rto.first().map_or_else(far_future, |m| m.0)), if !rto.is_empty() => {
                     let (_, message) = rto.remove(0);
@@ -293,7 +303,7 @@ impl<'a> Dispatcher<'a> {
     /// this session starts is said at once (the highest one only).
     fn rto_marks(&mut self) -> Result<Vec<(tokio::time::Instant, String)>, StateError> {
         let Some(rto) = self.pb.objectives.rto.map(|r| r.0).filter(|r| !r.is_zero()) else { return Ok(Vec::new()) };
-        if self.opts.dry_run {
+        if self.opts.dry_run || self.restored_by().is_some_and(|i| self.status[i] == StepStatus::Succeeded) {
             return Ok(Vec::new());
         }
         let started: jiff::Timestamp = self.state.started_at.parse().unwrap_or_else(|_| jiff::Timestamp::now());

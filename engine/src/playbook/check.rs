@@ -230,6 +230,17 @@ impl Checker {
             NodeKind::Seq(items) => items.iter().map(|n| n.get("id").map(scalar_text).unwrap_or_default()).collect(),
             _ => Vec::new(),
         };
+        if let Some(id) = &objectives.restored_by
+            && !labels.contains(id)
+        {
+            let pos = root.get("objectives").and_then(|n| n.get("restored_by")).map_or(top, |n| n.pos);
+            let msg = match did_you_mean(id, labels.iter().map(String::as_str)) {
+                Some(s) => format!("`objectives.restored_by` names unknown step `{id}` (did you mean `{s}`?)"),
+                None => format!("`objectives.restored_by` names unknown step `{id}`"),
+            };
+            self.diags.error(pos, msg).hint =
+                Some("name the step whose success ends the outage, e.g. the last verification".into());
+        }
         let mut parts =
             Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag, labels };
         self.references(&parts, pending);

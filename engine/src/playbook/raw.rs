@@ -51,6 +51,12 @@ pub struct RawObjectives {
     /// Recovery point objective: a duration, or text such as `point-in-time`.
     #[serde(default)]
     pub rpo: Option<RpoValue>,
+    /// The step whose success ends the outage: the RTO is measured from the run's start to
+    /// it; the rest of the run (audits, notes) is follow-up time, reported separately.
+    /// Without it, the RTO is measured to the end of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]*$"))]
+    pub restored_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]

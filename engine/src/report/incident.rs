@@ -5,7 +5,7 @@
 
 use super::live::human_duration;
 use crate::playbook::{Playbook, RpoValue, format_duration};
-use crate::state::{RunState, StepStatus};
+use crate::state::{RunState, RunStatus, StepStatus};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -108,9 +108,26 @@ pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
 
 fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores: &[Value]) -> Value {
     let rto = pb.objectives.rto.map(|r| r.0);
-    let rto_verdict = match (rto, total) {
-        (Some(r), Some(t)) => Some(if t <= r { "met" } else { "missed" }),
-        (Some(_), None) => Some("not finished"),
+    // With `restored_by`, the outage ends when that step succeeded; the rest of the run
+    // (audits, approvals of the follow-up, notes) is follow-up time, not recovery time.
+    let restored_by = pb.objectives.restored_by.as_deref();
+    let restore_step = restored_by.and_then(|id| state.steps.get(id));
+    let restored_at = restore_step.filter(|s| s.status == StepStatus::Succeeded).and_then(|s| s.finished_at.clone());
+    let (to_recovery, follow_up) = match (restored_by, &restored_at) {
+        (None, _) => (total, None),
+        (Some(_), Some(at)) => (
+            between(&Some(state.started_at.clone()), &Some(at.clone())),
+            between(&Some(at.clone()), &state.finished_at),
+        ),
+        (Some(_), None) => (None, None),
+    };
+    let finished = matches!(state.status, RunStatus::Succeeded | RunStatus::Failed);
+    let rto_verdict: Option<String> = match (rto, to_recovery) {
+        (Some(r), Some(t)) => Some(if t <= r { "met" } else { "missed" }.into()),
+        (Some(_), None) => Some(match (restored_by, restore_step) {
+            (Some(id), Some(s)) if finished => format!("not restored: `{id}` {}", s.status.as_str()),
+            _ => "not finished".into(),
+        }),
         _ => None,
     };
     // RPO: what a restore gave up, measured from the restore point to when the run began
@@ -145,7 +162,10 @@ fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores
     };
     json!({
         "rto": rto.map(format_duration),
-        "time_to_recovery_ms": total.map(|d| d.as_millis() as u64),
+        "restored_by": restored_by,
+        "restored_at": restored_at,
+        "time_to_recovery_ms": to_recovery.map(|d| d.as_millis() as u64),
+        "follow_up_ms": follow_up.map(|d| d.as_millis() as u64),
         "rto_result": rto_verdict,
         "rpo": rpo_text,
         "data_loss_window_ms": lost.map(|d| d.as_millis() as u64),
@@ -205,6 +225,14 @@ pub fn markdown(r: &Value) -> String {
                 format!("≤ {}", ms(&o["data_loss_window_ms"]))
             };
             out.push_str(&format!("| RPO | {} | {measured} | {} |\n", s(&o["rpo"]), s(&o["rpo_result"])));
+        }
+        if !o["restored_by"].is_null() {
+            out.push_str(&format!(
+                "\nThe RTO is measured to the success of `{}` ({}); follow-up after it took {}.\n",
+                s(&o["restored_by"]),
+                if o["restored_at"].is_null() { "it did not succeed".into() } else { t(&o["restored_at"]) },
+                ms(&o["follow_up_ms"])
+            ));
         }
     }
     if let Some(rs) = r["restores"].as_array().filter(|a| !a.is_empty()) {

@@ -134,6 +134,9 @@ pub fn plan_text(pb: &Playbook, plans: &[String], warnings: &[String]) -> String
         Some(RpoValue::Text(t)) => obj.push(format!("RPO {t}")),
         None => {}
     }
+    if let Some(step) = &pb.objectives.restored_by {
+        obj.push(format!("restored by `{step}` (RTO measured to its success)"));
+    }
     if !obj.is_empty() {
         out.push_str(&format!("objectives: {}\n", obj.join(", ")));
     }
