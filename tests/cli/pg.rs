@@ -392,3 +392,52 @@ fn drill_example_runs_as_root_and_as_a_normal_user() {
         run(Some("postgres"));
     }
 }
+
+// Issue 10: the restore drill's `trigger: always` cleanup dropped `public` on a scratch URL
+// that was production's. With `not_same_as` the step refuses before it connects.
+#[test]
+fn destructive_steps_refuse_a_target_that_is_the_source() {
+    let c = Cluster::start();
+    c.psql("create table orders (id int primary key); insert into orders select generate_series(1, 5)");
+    c.psql("create database scratch");
+    let prod = c.url();
+    // The same database written another way: `localhost` for 127.0.0.1, other options.
+    let prod_again = format!("postgresql://postgres:{PASSWORD}@localhost:{}/postgres?connect_timeout=5", c.port);
+    let scratch = format!("postgresql://postgres:{PASSWORD}@127.0.0.1:{}/scratch", c.port);
+    let env = Env::new();
+    let body = |scratch_url: &str| {
+        format!(
+            concat!(
+                "  - id: restore\n    type: shell\n    with: {{ command: [\"false\"] }}\n",
+                "  - id: restore_table\n    type: pg-restore\n    needs: [restore]\n    trigger: always\n",
+                "    with: {{ url: \"{s}\", from: missing.dump, not_same_as: \"{p}\" }}\n",
+                "  - id: cleanup\n    type: sql\n    needs: [restore]\n    trigger: always\n",
+                "    with: {{ url: \"{s}\", not_same_as: \"{p}\", query: \"drop schema public cascade\" }}\n",
+            ),
+            s = scratch_url,
+            p = prod
+        )
+    };
+    let (code, show, out) = exec(&env, "same", &body(&prod_again));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&show, "cleanup"), "failed");
+    let err = step(&show, "cleanup")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with(&format!("refused: the target postgres@localhost:{}/postgres is", c.port)), "{err}");
+    assert!(
+        err.ends_with("is the database `not_same_as` names (same host, port and database); nothing was changed"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(status(&show, "restore_table"), "failed");
+    assert!(step(&show, "restore_table")["error"].as_str().unwrap().starts_with("refused: "), "{show}");
+    // Nothing was dropped.
+    assert_eq!(c.psql("select count(*) from orders"), "5");
+
+    // A different database on the same server is fine: the cleanup runs there only.
+    c.psql_db("scratch", "create table junk (id int)");
+    let (code, show, out) = exec(&env, "distinct", &body(&scratch));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&show, "cleanup"), "succeeded", "{out}");
+    assert_eq!(c.psql_db("scratch", "select count(*) from pg_namespace where nspname = 'public'"), "0");
+    assert_eq!(c.psql("select count(*) from orders"), "5");
+}

@@ -155,8 +155,17 @@ impl Cluster {
     }
 
     pub fn psql_port(&self, port: u16, sql: &str) -> String {
+        self.psql_at(port, "postgres", sql)
+    }
+
+    /// Like `psql`, in another database of this cluster.
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
+        self.psql_at(self.port, db, sql)
+    }
+
+    fn psql_at(&self, port: u16, db: &str, sql: &str) -> String {
         let mut c = Command::new(bin("psql"));
-        c.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+        c.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", db])
             .arg("-p")
             .arg(port.to_string())
             .arg("-c")

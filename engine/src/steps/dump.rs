@@ -296,6 +296,10 @@ pub struct RestoreParams {
     /// policies are kept. Empty: restore the whole dump.
     #[serde(default)]
     pub tables: Vec<String>,
+    /// A database this restore must never write to (production, the dump's source): the
+    /// step is refused, before it connects, when `url` is the same host, port and database.
+    #[serde(default)]
+    pub not_same_as: Option<String>,
 }
 
 impl TypedStep for PgRestore {
@@ -325,6 +329,7 @@ impl TypedStep for PgRestore {
 
     async fn run(&self, ctx: &StepContext, p: RestoreParams) -> Result<Outputs, StepError> {
         let started = Instant::now();
+        super::same_db::refuse_same(&p.url, p.not_same_as.as_deref(), &pg::label(&p.url)).await?;
         let from = ctx.work_dir.join(&p.from);
         if !from.is_file() {
             return Err(StepError::failed(format!("dump {} does not exist", from.display())));

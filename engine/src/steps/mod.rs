@@ -18,6 +18,7 @@ mod rollback;
 mod rotate;
 pub mod s3;
 mod saas;
+pub mod same_db;
 mod shell;
 mod sql;
 mod wait;

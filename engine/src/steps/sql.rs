@@ -22,6 +22,10 @@ pub struct SqlParams {
     pub params: Vec<Value>,
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// A database this query must never run on (production, the source of a restore): the
+    /// step is refused, before it connects, when `url` is the same host, port and database.
+    #[serde(default)]
+    pub not_same_as: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -56,6 +60,7 @@ impl TypedStep for Sql {
     }
 
     async fn run(&self, _ctx: &StepContext, p: SqlParams) -> Result<Outputs, StepError> {
+        super::same_db::refuse_same(&p.url, p.not_same_as.as_deref(), &pg::label(&p.url)).await?;
         let (client, label) = pg::connect(&p.url).await?;
         let rows: Vec<Value> = match client.prepare(&p.query).await {
             Ok(stmt) => {
