@@ -7,8 +7,9 @@
 //! `POST /v1/projects/{projectId}/rollback/{deploymentId}`).
 
 use crate::support::{Env, finish, status, step};
+use crate::vercel_fake::{Vercel, dep};
 use serde_json::json;
-use wiremock::matchers::{header, method, path, query_param};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn summary(indicator: &str) -> serde_json::Value {
@@ -20,38 +21,31 @@ fn summary(indicator: &str) -> serde_json::Value {
     })
 }
 
-async fn mount_vercel(server: &MockServer, rollbacks: u64) {
-    Mock::given(method("GET")).and(path("/v9/projects/prj_app")).and(header("authorization", "Bearer vercel-token-123"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "prj_app", "name": "app",
-            "targets": {"production": {"id": "dpl_3"}},
-            "lastAliasRequest": {"fromDeploymentId": "dpl_3", "toDeploymentId": "dpl_2", "jobStatus": "succeeded", "type": "rollback"}
-        })))
-        .mount(server).await;
-    Mock::given(method("GET"))
-        .and(path("/v6/deployments"))
-        .and(query_param("projectId", "prj_app"))
-        .and(query_param("target", "production"))
-        .and(query_param("state", "READY"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "deployments": [
-                {"uid": "dpl_1", "url": "app-1.vercel.app", "created": 1000, "state": "READY", "target": "production"},
-                {"uid": "dpl_3", "url": "app-3.vercel.app", "created": 3000, "state": "READY", "target": "production"},
-                {"uid": "dpl_2", "url": "app-2.vercel.app", "created": 2000, "state": "READY", "target": "production"}
-            ],
-            "pagination": {"count": 3, "next": null, "prev": null}
-        })))
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/projects/prj_app/rollback/dpl_2"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
-        .expect(rollbacks)
-        .mount(server)
-        .await;
+/// Three production deployments, dpl_3 serving; a stale `succeeded` rollback to dpl_2 from
+/// an earlier incident is still the project's last alias request (it must not end ours).
+async fn vercel_three() -> (MockServer, Vercel) {
+    let (server, fake) = Vercel::start(
+        "dpl_3",
+        vec![dep("dpl_1", 1000, true), dep("dpl_2", 2000, true), dep("dpl_3", 3000, true)],
+        &["pending", "in-progress", "succeeded"],
+    )
+    .await;
+    fake.state().last_alias = Some(json!({"fromDeploymentId": "dpl_3", "toDeploymentId": "dpl_2",
+        "jobStatus": "succeeded", "requestedAt": 1_000_000, "type": "rollback"}));
+    (server, fake)
 }
 
-async fn run_s1(indicators: &[&str]) -> (i32, serde_json::Value, String, MockServer) {
+async fn run_s1(indicators: &[&str]) -> (i32, serde_json::Value, String, Vercel) {
+    let (vercel, fake) = vercel_three().await;
+    run_s1_with(indicators, &vercel, fake, &[]).await
+}
+
+pub(crate) async fn run_s1_with(
+    indicators: &[&str],
+    vercel: &MockServer,
+    fake: Vercel,
+    extra: &[&str],
+) -> (i32, serde_json::Value, String, Vercel) {
     let status_page = MockServer::start().await;
     for (i, ind) in indicators.iter().enumerate() {
         let m = Mock::given(method("GET"))
@@ -69,8 +63,6 @@ async fn run_s1(indicators: &[&str]) -> (i32, serde_json::Value, String, MockSer
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
         .mount(&app)
         .await;
-    let vercel = MockServer::start().await;
-    mount_vercel(&vercel, if indicators[0] == "none" { 1 } else { 0 }).await;
     let env = Env::new();
     let s1 = crate::support::repo_root().join("playbooks/s1-full-outage.yaml");
     let args: Vec<String> = vec![
@@ -94,12 +86,14 @@ async fn run_s1(indicators: &[&str]) -> (i32, serde_json::Value, String, MockSer
         "-i".into(),
         "poll_interval=10ms".into(),
     ];
+    let args: Vec<String> =
+        args.into_iter().chain(extra.iter().flat_map(|e| ["-i".to_owned(), (*e).to_owned()])).collect();
     let mut cmd = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // No DATABASE_URL: db_check fails at once (no connect retries), as a lost database would.
     cmd.env("VERCEL_TOKEN", "vercel-token-123").env_remove("DATABASE_URL").env_remove("SLACK_WEBHOOK");
     let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
     let show = env.show("s1");
-    (out.code, show, out.all(), vercel)
+    (out.code, show, out.all(), fake)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,7 +110,12 @@ async fn s1_rolls_back_when_vercel_is_fine() {
     assert_eq!(status(&show, "db_check"), "failed");
     assert_eq!(status(&show, "restore_db"), "skipped");
     assert!(!out.contains("vercel-token-123"));
-    vercel.verify().await;
+    let st = vercel.state();
+    assert_eq!(st.posts, ["dpl_2"]);
+    // The stale `succeeded` did not end the step: it polled until our request succeeded.
+    assert!(st.reads_after_post >= 3, "{} reads after the POST", st.reads_after_post);
+    assert_eq!(st.production, "dpl_2");
+    assert!(st.refused.is_empty(), "{:?}", st.refused);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,7 +128,7 @@ async fn s1_waits_when_vercel_itself_is_down() {
     assert_eq!(status(&show, "approve_rollback"), "skipped");
     assert_eq!(status(&show, "rollback"), "skipped");
     assert_eq!(status(&show, "verify"), "succeeded");
-    vercel.verify().await; // no rollback call
+    assert!(vercel.state().posts.is_empty()); // no rollback call
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,7 +185,10 @@ async fn check_status_endpoints_and_rollback_errors() {
     assert_eq!(step(&show, "report")["outputs"]["healthy"], false);
     assert_eq!(status(&show, "strict"), "failed");
     assert_eq!(step(&show, "strict")["error"], "not healthy: degraded: `checks.db` is \"down\", expected \"up\"");
-    assert_eq!(step(&show, "rollback")["error"], "Vercel GET /v9/projects/prj_app: HTTP 403: Not authorized");
+    assert_eq!(
+        step(&show, "rollback")["error"],
+        "Vercel GET /v9/projects/prj_app?rollbackInfo=true: HTTP 403: Not authorized"
+    );
     assert!(out.all().contains("hint: token rejected: check VERCEL_TOKEN"), "{}", out.all());
 }
 
@@ -223,7 +225,7 @@ async fn rotate_secret_sets_a_generated_value_that_is_never_written_down() {
     let api = infisical.uri();
     let rotation = |id: &str, name: &str| {
         format!(
-            "  - id: {id}\n    type: rotate-secret\n    continue_on_error: true\n    with: {{ api_url: \"{api}\", client_id: \"{{{{ env.INF_ID }}}}\", client_secret: \"{{{{ env.INF_SECRET }}}}\", project_id: p1, environment: prod, name: {name} }}\n"
+            "  - id: {id}\n    type: rotate-secret\n    continue_on_error: true\n    with: {{ api_url: \"{api}\", client_id: \"{{{{ env.INF_ID }}}}\", client_secret: \"{{{{ env.INF_SECRET }}}}\", project_id: p1, environment: prod, name: {name}, generate: true }}\n"
         )
     };
     env.write(
@@ -352,6 +354,11 @@ async fn s2_names_what_is_down_and_keeps_the_app_in_view() {
         .respond_with(ResponseTemplate::new(200).set_body_json(summary("major")))
         .mount(&pages)
         .await;
+    // status.trigger.dev is a Better Stack page; Cloudflare's is a Statuspage where only the
+    // R2 component matters.
+    let trigger = crate::providers::betterstack_page("downtime", &[("Trigger.dev API", "downtime")]).await;
+    let cloudflare =
+        crate::providers::statuspage_page("minor", &[("R2", "partial_outage"), ("Workers", "operational")]).await;
     let env = Env::new();
     let s2 = crate::support::repo_root().join("playbooks/s2-partial-outage.yaml");
     let a = app.uri();
@@ -366,9 +373,9 @@ async fn s2_names_what_is_down_and_keeps_the_app_in_view() {
         "-i".into(),
         format!("rpc_url={a}/rpc"),
         "-i".into(),
-        format!("trigger_status_page={pg}"),
+        format!("trigger_status_page={}", trigger.uri()),
         "-i".into(),
-        format!("cloudflare_status_page={pg}"),
+        format!("cloudflare_status_page={}", cloudflare.uri()),
         "-i".into(),
         format!("supabase_status_page={pg}"),
     ];
@@ -383,12 +390,14 @@ async fn s2_names_what_is_down_and_keeps_the_app_in_view() {
         "app: up; rpc: DOWN, the app falls back to the public endpoint; redis: DOWN, rate limiting lets requests through; trigger.dev: major, jobs queue and retry; cloudflare (R2): major, media uploads fail, the app keeps working; supabase: major"
     );
     assert_eq!(status(&show, "app_still_up"), "succeeded");
+    assert_eq!(step(&show, "trigger_dev")["outputs"]["format"], "betterstack");
+    assert_eq!(step(&show, "cloudflare")["outputs"]["page_indicator"], "minor");
+    assert_eq!(step(&show, "cloudflare")["outputs"]["component"], json!({"name": "R2", "status": "partial_outage"}));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_names_the_rollback_target_without_rolling_back() {
-    let vercel = MockServer::start().await;
-    mount_vercel(&vercel, 0).await;
+    let (vercel, fake) = vercel_three().await;
     let env = Env::new();
     env.write("p.yaml", &format!(
         "apiVersion: runbook/v1\nname: t\nsecrets: [VERCEL_TOKEN]\nsteps:\n  - id: rollback\n    type: rollback-deploy\n    with: {{ provider: vercel, project: prj_app, token: \"{{{{ env.VERCEL_TOKEN }}}}\", api_url: \"{}\" }}\n",
@@ -408,10 +417,9 @@ async fn dry_run_names_the_rollback_target_without_rolling_back() {
     without.env_remove("VERCEL_TOKEN");
     let out = tokio::task::spawn_blocking(move || finish(without.output().unwrap())).await.unwrap();
     assert!(
-        out.stdout
-            .contains("• rollback: would roll Vercel project prj_app back to the previous READY production deployment"),
+        out.stdout.contains("• rollback: would roll Vercel project prj_app back to the previous production deployment"),
         "{}",
         out.stdout
     );
-    vercel.verify().await; // no rollback call
+    assert!(fake.state().posts.is_empty()); // no rollback call
 }

@@ -659,6 +659,10 @@ impl<'a> Dispatcher<'a> {
         self.ctx.steps.set_note(&step.id, reason.clone().filter(|_| status == StepStatus::Skipped));
         let skipped_by = if status == StepStatus::Skipped { self.skipped_by[i] } else { None };
         let durable = !step.idempotent && !self.opts.dry_run;
+        // A failure the run goes on after is still news: the journal and the report list it.
+        let warning = (status == StepStatus::Failed && step.continue_on_error).then(|| {
+            format!("step `{}` failed and the run went on: {}", step.id, error.as_deref().unwrap_or("no message"))
+        });
         let ev = EventKind::StepFinished {
             step: step.id.clone(),
             status,
@@ -670,6 +674,9 @@ impl<'a> Dispatcher<'a> {
             skipped_by,
         };
         self.emit(ev, durable)?;
+        if let Some(message) = warning {
+            self.emit(EventKind::Warning { message }, durable)?;
+        }
         self.resolve(i);
         Ok(())
     }

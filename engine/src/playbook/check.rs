@@ -572,6 +572,7 @@ impl Checker {
             return None;
         }
         let idempotent = raw.idempotent.unwrap_or(kind_idempotent);
+        let continue_on_error = raw.continue_on_error.unwrap_or_else(|| kind.continue_on_error_default(&params));
         Some(Step {
             id: raw.id.clone(),
             kind,
@@ -581,7 +582,7 @@ impl Checker {
             trigger: raw.trigger.unwrap_or_default(),
             retry,
             timeout: raw.timeout.map(|d| d.0),
-            continue_on_error: raw.continue_on_error.unwrap_or(false),
+            continue_on_error,
             idempotent,
             pos: node.pos,
             raw,

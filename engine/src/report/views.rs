@@ -38,6 +38,7 @@ pub fn show_json(s: &RunState) -> Value {
         "started_at": s.started_at,
         "finished_at": s.finished_at,
         "steps": steps,
+        "warnings": s.warnings,
     })
 }
 

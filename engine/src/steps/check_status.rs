@@ -1,11 +1,19 @@
-//! `check-status`: is it us or them? An Atlassian Statuspage v2 page (Vercel, Supabase and
-//! most SaaS publish one: `GET /api/v2/summary.json` → `status.indicator` none | minor |
-//! major | critical, and `components[].{name, status}`; https://metastatuspage.com/api/v2),
-//! and our own health endpoints (status, latency, a JSON field), checked concurrently.
-//! Outputs are meant for `when`: `steps.x.outputs.indicator in ['major', 'critical']`.
+//! `check-status`: is it us or them? A provider's hosted status page, and our own health
+//! endpoints (status, latency, a JSON field), checked concurrently. Two kinds of page:
+//! - Atlassian Statuspage (Vercel, Supabase, Cloudflare, most SaaS): `GET /api/v2/summary.json`
+//!   → `status.indicator` none | minor | major | critical | maintenance, and
+//!   `components[].{name, status}` with status operational | degraded_performance |
+//!   partial_outage | major_outage | under_maintenance (https://metastatuspage.com/api/v2);
+//! - Better Stack (status.trigger.dev): `GET /index.json`, JSON:API: `data.attributes.aggregate_state`
+//!   operational | degraded | downtime | maintenance, and `included[]` of type
+//!   `status_page_resource` with `attributes.{public_name, status}`, status operational |
+//!   degraded | downtime | maintenance | not_monitored
+//!   (https://betterstack.com/docs/uptime/status-pages/subscribing-to-status-updates/subscribing-to-api).
+//!
+//! Both are reduced to Statuspage's `indicator` (Better Stack degraded → minor, downtime →
+//! major), so playbooks test one thing: `steps.x.outputs.indicator in ['major', 'critical']`.
 
 use super::http::error_chain;
-use super::saas::Api;
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -18,15 +26,33 @@ pub struct CheckStatus;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckParams {
-    /// A Statuspage v2 page, e.g. https://www.vercel-status.com.
+    /// A provider's status page, its address without a path, e.g. https://www.vercel-status.com
+    /// (Atlassian Statuspage) or https://status.trigger.dev (Better Stack).
     #[serde(default)]
     pub statuspage: Option<String>,
+    /// Which kind of page: `auto` (default) tries Statuspage's `/api/v2/summary.json`, then
+    /// Better Stack's `/index.json`.
+    #[serde(default)]
+    pub format: PageFormat,
+    /// Judge one component of the page instead of the whole page (`R2` on Cloudflare's):
+    /// `indicator` is then that component's. Its name as the page shows it (any case).
+    #[serde(default)]
+    pub component: Option<String>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
     /// `none`: only report; `degraded`: fail when the page's indicator is not `none` or an
     /// endpoint is not ok.
     #[serde(default)]
     pub fail_on: FailOn,
+}
+
+#[derive(Debug, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PageFormat {
+    #[default]
+    Auto,
+    Statuspage,
+    Betterstack,
 }
 
 #[derive(Debug, Deserialize, JsonSchema, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +84,7 @@ fn default_status() -> u16 {
 
 impl TypedStep for CheckStatus {
     const NAME: &'static str = "check-status";
-    const SUMMARY: &'static str =
-        "Statuspage v2 indicator and components, and HTTP health checks (status, latency, JSON field)";
+    const SUMMARY: &'static str = "status page indicator or one component (Statuspage, Better Stack), and HTTP health checks (status, latency, JSON field)";
     type Params = CheckParams;
 
     fn idempotent(_: &CheckParams) -> bool {
@@ -69,6 +94,12 @@ impl TypedStep for CheckStatus {
     fn validate(p: &CheckParams) -> Result<(), ParamError> {
         if p.statuspage.is_none() && p.endpoints.is_empty() {
             return Err(ParamError::root("give a `statuspage`, `endpoints`, or both"));
+        }
+        if p.statuspage.is_none() && (p.component.is_some() || p.format != PageFormat::Auto) {
+            return Err(ParamError::at(
+                if p.component.is_some() { "component" } else { "format" },
+                "only with a `statuspage`",
+            ));
         }
         let mut names: Vec<&str> = p.endpoints.iter().map(|e| e.name.as_str()).collect();
         names.sort();
@@ -81,7 +112,10 @@ impl TypedStep for CheckStatus {
     fn plan(p: &CheckParams) -> String {
         let mut parts = Vec::new();
         if let Some(page) = &p.statuspage {
-            parts.push(format!("read the status page {page}"));
+            match &p.component {
+                Some(c) => parts.push(format!("read component {c} on the status page {page}")),
+                None => parts.push(format!("read the status page {page}")),
+            }
         }
         if !p.endpoints.is_empty() {
             parts.push(format!("check {}", p.endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")));
@@ -93,9 +127,7 @@ impl TypedStep for CheckStatus {
     async fn run(&self, ctx: &StepContext, p: CheckParams) -> Result<Outputs, StepError> {
         let page = async {
             match &p.statuspage {
-                Some(url) => {
-                    Api::new(&ctx.http, url, None, "Statuspage", "").get("/api/v2/summary.json").await.map(Some)
-                }
+                Some(url) => read_page(&ctx.http, url, p.format).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -103,22 +135,27 @@ impl TypedStep for CheckStatus {
         let (page, checks) = tokio::join!(page, checks);
         let mut out = Map::new();
         let mut healthy = true;
-        if let Some(summary) = page? {
-            let indicator = summary.pointer("/status/indicator").and_then(Value::as_str).ok_or_else(|| {
-                StepError::failed("the status page's summary has no `status.indicator`")
-                    .with_hint("is it an Atlassian Statuspage (…/api/v2/summary.json)?")
-            })?;
+        if let Some(page) = page? {
+            let mut indicator = page.indicator.clone();
+            if let Some(want) = &p.component {
+                let (name, status) =
+                    page.components.iter().find(|(n, _)| n.eq_ignore_ascii_case(want.trim())).ok_or_else(|| {
+                        let names: Vec<&str> = page.components.iter().map(|(n, _)| n.as_str()).take(30).collect();
+                        StepError::failed(format!("the status page has no component `{want}`"))
+                            .with_hint(format!("its components: {}", names.join(", ")))
+                    })?;
+                indicator = component_indicator(page.format, status).to_owned();
+                out.insert("component".into(), json!({ "name": name, "status": status }));
+            }
             healthy &= indicator == "none";
+            out.insert("format".into(), json!(page.format));
             out.insert("indicator".into(), indicator.into());
-            out.insert("description".into(), summary.pointer("/status/description").cloned().unwrap_or(Value::Null));
-            let components: Map<String, Value> = summary
-                .get("components")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| Some((c.get("name")?.as_str()?.to_owned(), c.get("status")?.clone())))
-                .collect();
-            out.insert("components".into(), Value::Object(components));
+            out.insert("page_indicator".into(), page.indicator.into());
+            out.insert("description".into(), page.description);
+            out.insert(
+                "components".into(),
+                Value::Object(page.components.into_iter().map(|(n, s)| (n, Value::String(s))).collect()),
+            );
         }
         let mut endpoints = Map::new();
         for (e, result) in p.endpoints.iter().zip(checks) {
@@ -132,6 +169,124 @@ impl TypedStep for CheckStatus {
             return Err(StepError::failed(format!("not healthy: {}", summary(&outputs))).with_outputs(outputs));
         }
         Ok(outputs)
+    }
+}
+
+/// A status page, whichever kind, in Statuspage's terms.
+struct Page {
+    format: &'static str,
+    indicator: String,
+    description: Value,
+    /// Name → the page's own status word, in the page's order.
+    components: Vec<(String, String)>,
+}
+
+/// What a GET of a status page document gave.
+enum Fetched {
+    Json(Value),
+    /// Not there (404) or not the document we asked for (HTML, another JSON).
+    Missing(String),
+}
+
+async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> Result<Fetched, StepError> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let resp = http
+        .get(&url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| StepError::failed(format!("cannot read the status page {url}: {}", error_chain(&e))))?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    if status == 404 || status == 410 {
+        return Ok(Fetched::Missing(format!("{path}: HTTP {status}")));
+    }
+    if !(200..300).contains(&status) {
+        // A page that is itself down (5xx) is not a verdict on the provider: the step's
+        // `retry:` decides whether to ask again.
+        return Err(StepError::failed(format!("the status page {url} answered HTTP {status}")));
+    }
+    Ok(match serde_json::from_slice(&body) {
+        Ok(v) => Fetched::Json(v),
+        Err(_) => Fetched::Missing(format!("{path}: not JSON")),
+    })
+}
+
+async fn read_page(http: &reqwest::Client, base: &str, format: PageFormat) -> Result<Page, StepError> {
+    let mut tried = Vec::new();
+    if matches!(format, PageFormat::Auto | PageFormat::Statuspage) {
+        match fetch(http, base, "/api/v2/summary.json").await? {
+            Fetched::Json(v) if v.pointer("/status/indicator").is_some() => return statuspage(&v),
+            Fetched::Json(_) => tried.push("/api/v2/summary.json: no `status.indicator`".to_owned()),
+            Fetched::Missing(why) => tried.push(why),
+        }
+    }
+    if matches!(format, PageFormat::Auto | PageFormat::Betterstack) {
+        match fetch(http, base, "/index.json").await? {
+            Fetched::Json(v) if v.pointer("/data/attributes/aggregate_state").is_some() => return betterstack(&v),
+            Fetched::Json(_) => tried.push("/index.json: no `data.attributes.aggregate_state`".to_owned()),
+            Fetched::Missing(why) => tried.push(why),
+        }
+    }
+    let kinds = match format {
+        PageFormat::Auto => "an Atlassian Statuspage or a Better Stack status page",
+        PageFormat::Statuspage => "an Atlassian Statuspage",
+        PageFormat::Betterstack => "a Better Stack status page",
+    };
+    Err(StepError::failed(format!("{base} is not {kinds} ({})", tried.join("; "))).with_hint(
+        "check the status page URL: the page's own address without a path, as a browser shows it \
+         (e.g. https://www.vercel-status.com); for another kind of page use `endpoints` with `expect_json`",
+    ))
+}
+
+fn statuspage(v: &Value) -> Result<Page, StepError> {
+    let indicator = v.pointer("/status/indicator").and_then(Value::as_str).unwrap_or("unknown").to_owned();
+    let components = v
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c.get("name")?.as_str()?.to_owned(), c.get("status")?.as_str()?.to_owned())))
+        .collect();
+    Ok(Page {
+        format: "statuspage",
+        indicator,
+        description: v.pointer("/status/description").cloned().unwrap_or(Value::Null),
+        components,
+    })
+}
+
+fn betterstack(v: &Value) -> Result<Page, StepError> {
+    let state = v.pointer("/data/attributes/aggregate_state").and_then(Value::as_str).unwrap_or("unknown");
+    let components = v
+        .get("included")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|x| x.get("type").and_then(Value::as_str) == Some("status_page_resource"))
+        .filter_map(|x| {
+            let a = x.get("attributes")?;
+            Some((a.get("public_name")?.as_str()?.to_owned(), a.get("status")?.as_str()?.to_owned()))
+        })
+        .collect();
+    Ok(Page {
+        format: "betterstack",
+        indicator: component_indicator("betterstack", state).to_owned(),
+        description: Value::String(state.to_owned()),
+        components,
+    })
+}
+
+/// A component's (or Better Stack page's) status word as a Statuspage indicator. Unknown
+/// words are `unknown`, which is not healthy: better a look than a wrong all-clear.
+fn component_indicator(format: &str, status: &str) -> &'static str {
+    match (format, status) {
+        (_, "operational") => "none",
+        ("statuspage", "degraded_performance") | ("betterstack", "degraded") => "minor",
+        ("statuspage", "partial_outage") | ("betterstack", "downtime") => "major",
+        ("statuspage", "major_outage") => "critical",
+        (_, "under_maintenance" | "maintenance") => "maintenance",
+        _ => "unknown",
     }
 }
 

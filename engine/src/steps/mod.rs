@@ -8,6 +8,7 @@
 mod approval;
 mod check_status;
 mod dump;
+mod export;
 mod http;
 mod notify;
 pub mod pg;
@@ -137,6 +138,10 @@ pub trait StepKind: Send + Sync {
     fn check(&self, params: &Value) -> Result<bool, ParamError>;
     /// One line saying what the step would do with these (rendered) parameters.
     fn plan(&self, params: &Value) -> String;
+    /// Whether a failure of this step lets the run go on (as a warning) when the playbook
+    /// does not say `continue_on_error`: true only for steps whose failure never matters
+    /// to the recovery (a notification).
+    fn continue_on_error_default(&self, params: &Value) -> bool;
     /// Dry run, when every parameter is known: a more precise plan from read-only calls
     /// (which deployment a rollback would pick). `None` when the type has none.
     fn preview<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Option<String>>;
@@ -156,6 +161,10 @@ pub trait TypedStep: Send + Sync + 'static {
         Ok(())
     }
     fn plan(params: &Self::Params) -> String;
+    /// See [`StepKind::continue_on_error_default`].
+    fn continue_on_error_default(_params: &Self::Params) -> bool {
+        false
+    }
     /// Read-only look-ups for a dry run's plan; never changes anything.
     fn preview(&self, _ctx: &StepContext, _params: &Self::Params) -> impl Future<Output = Option<String>> + Send {
         async { None }
@@ -216,6 +225,11 @@ impl<T: TypedStep> StepKind for T {
         }
     }
 
+    fn continue_on_error_default(&self, params: &Value) -> bool {
+        // Unparsable parameters fail validation anyway; the strict answer costs nothing.
+        parse_params::<T::Params>(params).is_ok_and(|p| T::continue_on_error_default(&p))
+    }
+
     fn preview<'a>(&'a self, ctx: &'a StepContext, params: Value) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let p = parse_params::<T::Params>(&params).ok()?;
@@ -241,6 +255,7 @@ impl<T: TypedStep> StepKind for T {
 static KINDS: &[&dyn StepKind] = &[
     &approval::Approval,
     &check_status::CheckStatus,
+    &export::ExportSecrets,
     &http::Http,
     &notify::Notify,
     &dump::PgDump,

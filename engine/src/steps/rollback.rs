@@ -1,9 +1,19 @@
-//! `rollback-deploy`: put the last good production deployment back, then wait until the
-//! alias has moved. Vercel REST API (https://vercel.com/docs/rest-api): list deployments
-//! `GET /v6/deployments?projectId=&target=production&state=READY`, the project
-//! `GET /v9/projects/{id}` (its `targets.production.id` is what serves now), the rollback
-//! `POST /v1/projects/{projectId}/rollback/{deploymentId}`, and its progress
-//! `GET /v9/projects/{id}?rollbackInfo=true` → `lastAliasRequest.jobStatus`.
+//! `rollback-deploy`: put a good production deployment back, then wait until Vercel says
+//! that this very rollback has finished.
+//!
+//! Vercel REST API (https://vercel.com/docs/rest-api):
+//! - the project `GET /v9/projects/{idOrName}?rollbackInfo=true`: `targets.production.id` is
+//!   what serves now; `lastAliasRequest {fromDeploymentId, toDeploymentId, jobStatus,
+//!   requestedAt, type}` is the latest promote or rollback, `jobStatus` one of `succeeded`,
+//!   `failed`, `skipped`, `pending`, `in-progress` and `type` one of `promote`, `rollback`
+//!   (the SDK's model: https://github.com/vercel/vercel/blob/main/packages/sdk/docs/models/operations/lastaliasrequest.md);
+//! - the candidates `GET /v6/deployments?projectId=&target=production&rollbackCandidate=true`
+//!   (https://vercel.com/docs/rest-api/deployments/list-deployments), newest first, paged:
+//!   `pagination.next` is the `until` of the next page, `null` on the last one. Only a
+//!   deployment that was aliased to production is a candidate
+//!   (https://vercel.com/docs/instant-rollback#eligible-deployments);
+//! - the rollback `POST /v1/projects/{projectId}/rollback/{deploymentId}` → 201
+//!   (https://vercel.com/docs/rest-api/projects/points-all-production-domains-for-a-project-to-the-given-deploy).
 
 use super::saas::Api;
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
@@ -11,7 +21,7 @@ use crate::playbook::Dur;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct RollbackDeploy;
 
@@ -31,14 +41,22 @@ pub struct RollbackParams {
     pub team_id: Option<String>,
     /// A Vercel token (from a secret).
     pub token: String,
-    /// `previous` (the READY production deployment before the current one), a deployment
-    /// id (`dpl_...`), or `before:dpl_...` (the one before that deployment).
+    /// Which deployment to put back; always a rollback candidate older than the one serving
+    /// now (never a roll forward):
+    /// - `previous`: the newest candidate before the current one;
+    /// - `dpl_...`: that deployment;
+    /// - `before:dpl_...`: the newest candidate created before that deployment (the last
+    ///   known good one when that deployment and all after it are bad);
+    /// - `before:2026-11-27T08:00:00Z`: the newest candidate created before that time.
     #[serde(default = "default_to")]
     pub to: String,
     #[serde(default = "default_api")]
     pub api_url: String,
     #[serde(default = "default_poll")]
     pub poll_interval: Dur,
+    /// How long to wait for Vercel to finish the rollback before failing.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Dur,
 }
 
 fn default_to() -> String {
@@ -53,9 +71,51 @@ fn default_poll() -> Dur {
     Dur(Duration::from_secs(5))
 }
 
+fn default_max_wait() -> Dur {
+    Dur(Duration::from_secs(15 * 60))
+}
+
+/// Pages of 100 deployments; 50 pages is 5000 production deployments back, far beyond any
+/// rollback anyone means. The bound keeps a misbehaving API from looping us forever.
+const PAGE_SIZE: u32 = 100;
+const MAX_PAGES: u32 = 50;
+
+/// `to:`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Previous,
+    Id(String),
+    BeforeId(String),
+    BeforeTime(jiff::Timestamp),
+}
+
+fn parse_to(to: &str) -> Result<Target, String> {
+    let to = to.trim();
+    if to == "previous" {
+        return Ok(Target::Previous);
+    }
+    if to.starts_with("dpl_") {
+        return Ok(Target::Id(to.to_owned()));
+    }
+    if let Some(rest) = to.strip_prefix("before:") {
+        let rest = rest.trim();
+        if rest.starts_with("dpl_") {
+            return Ok(Target::BeforeId(rest.to_owned()));
+        }
+        return rest
+            .parse::<jiff::Timestamp>()
+            .map(Target::BeforeTime)
+            .map_err(|e| format!("`{to}`: after `before:` give a deployment id (dpl_...) or an RFC 3339 time ({e})"));
+    }
+    Err(format!(
+        "`{to}`: use `previous`, a deployment id (dpl_...), `before:dpl_...` or `before:<RFC 3339 time>` (the last known good deployment)"
+    ))
+}
+
 impl TypedStep for RollbackDeploy {
     const NAME: &'static str = "rollback-deploy";
-    const SUMMARY: &'static str = "roll production back to the last good deployment (Vercel) and wait until it serves";
+    const SUMMARY: &'static str =
+        "roll production back to an earlier rollback candidate (Vercel) and wait until this rollback has finished";
     type Params = RollbackParams;
 
     fn idempotent(_: &RollbackParams) -> bool {
@@ -63,27 +123,19 @@ impl TypedStep for RollbackDeploy {
     }
 
     fn validate(p: &RollbackParams) -> Result<(), ParamError> {
-        let to = p.to.as_str();
-        if to != "previous"
-            && !crate::template::is_template(to)
-            && !to.starts_with("dpl_")
-            && !to.starts_with("before:dpl_")
-        {
-            return Err(ParamError::at(
-                "to",
-                format!("`{to}`: use `previous`, a deployment id (dpl_...) or `before:dpl_...`"),
-            ));
+        if !crate::template::is_template(&p.to) {
+            parse_to(&p.to).map_err(|e| ParamError::at("to", e))?;
         }
         Ok(())
     }
 
     fn plan(p: &RollbackParams) -> String {
-        let target = match p.to.as_str() {
-            "previous" => "the previous READY production deployment".to_owned(),
-            t => match t.strip_prefix("before:") {
-                Some(id) => format!("the READY production deployment before {id}"),
-                None => format!("deployment {t}"),
-            },
+        let target = match parse_to(&p.to) {
+            Ok(Target::Previous) => "the previous production deployment".to_owned(),
+            Ok(Target::Id(id)) => format!("deployment {id}"),
+            Ok(Target::BeforeId(id)) => format!("the last production deployment before {id}"),
+            Ok(Target::BeforeTime(t)) => format!("the last production deployment before {t}"),
+            Err(_) => format!("`{}`", p.to),
         };
         format!("roll Vercel project {} back to {target}, then wait until it serves", p.project)
     }
@@ -110,27 +162,89 @@ impl TypedStep for RollbackDeploy {
         let Provider::Vercel = p.provider;
         let v = Vercel::new(ctx, &p);
         let c = choose(&v, &p).await?;
+        // The alias request that was there before ours: a stale `succeeded` of an earlier
+        // promote or rollback must not be taken for ours.
+        let before = AliasRequest::of(&c.project);
         v.api.post(&format!("/v1/projects/{}/rollback/{}{}", c.project_id, c.to, v.query("")), &json!({})).await?;
-        let status = loop {
+        let started = Instant::now();
+        let mut last = String::from("not visible yet");
+        loop {
+            if started.elapsed() >= p.max_wait.0 {
+                return Err(StepError::failed(format!(
+                    "the rollback to {} did not finish within {} (last state: {last})",
+                    c.to,
+                    crate::playbook::format_duration(p.max_wait.0)
+                ))
+                .with_hint("Vercel may still finish it: check the project's deployments in the Vercel dashboard"));
+            }
             tokio::time::sleep(p.poll_interval.0).await;
-            let info = v.api.get(&format!("/v9/projects/{}{}", c.project_id, v.query("rollbackInfo=true"))).await?;
-            let job =
-                info.pointer("/lastAliasRequest/jobStatus").and_then(Value::as_str).unwrap_or("pending").to_owned();
-            match job.as_str() {
-                "succeeded" => break job,
+            let project = v.api.get(&format!("/v9/projects/{}{}", c.project_id, v.query("rollbackInfo=true"))).await?;
+            let Some(req) = AliasRequest::of(&project) else { continue };
+            if before.as_ref().is_some_and(|b| !req.newer_than(b)) {
+                continue; // still the old request: ours is not visible yet
+            }
+            if req.to != c.to || req.kind != "rollback" {
+                return Err(StepError::failed(format!(
+                    "another {} (to {}) was requested after ours; it replaced the rollback to {}",
+                    req.kind, req.to, c.to
+                ))
+                .with_hint("someone else is changing production: agree who acts, then re-run the step"));
+            }
+            last = req.status.clone();
+            match req.status.as_str() {
+                "succeeded" => {
+                    // The request says done; the project's production target says serving.
+                    let serving = project.pointer("/targets/production/id").and_then(Value::as_str);
+                    if serving.is_none_or(|s| s == c.to) {
+                        break;
+                    }
+                    last = format!("succeeded, but production still points at {}", serving.unwrap_or_default());
+                }
                 "failed" => {
                     return Err(StepError::failed(format!("Vercel reports the rollback to {} failed", c.to))
                         .with_hint("check the project's deployments in the Vercel dashboard"));
                 }
-                _ => {}
+                "skipped" => {
+                    return Err(StepError::failed(format!("Vercel skipped the rollback to {}", c.to)).with_hint(
+                        "a newer promote or rollback superseded it: check what serves production in the Vercel dashboard",
+                    ));
+                }
+                "pending" | "in-progress" => {}
+                other => last = format!("`{other}` (not a documented state; still waiting)"),
             }
-        };
+        }
         Ok(json!({
             "from_deployment": c.current,
             "to_deployment": c.to,
             "to_url": c.to_url,
-            "job_status": status,
+            "job_status": "succeeded",
         }))
+    }
+}
+
+/// `lastAliasRequest`, the fields we rely on.
+struct AliasRequest {
+    to: String,
+    kind: String,
+    status: String,
+    requested_at: f64,
+}
+
+impl AliasRequest {
+    fn of(project: &Value) -> Option<AliasRequest> {
+        let r = project.get("lastAliasRequest").filter(|r| !r.is_null())?;
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        Some(AliasRequest {
+            to: s("toDeploymentId"),
+            kind: s("type"),
+            status: s("jobStatus"),
+            requested_at: r.get("requestedAt").and_then(Value::as_f64).unwrap_or(0.0),
+        })
+    }
+
+    /// Vercel's own clock on both sides: no skew with ours.
+    fn newer_than(&self, other: &AliasRequest) -> bool {
+        self.requested_at > other.requested_at
     }
 }
 
@@ -143,7 +257,7 @@ impl<'a> Vercel<'a> {
     fn new(ctx: &'a StepContext, p: &'a RollbackParams) -> Self {
         Vercel {
             api: Api::new(&ctx.http, &p.api_url, Some(&p.token), "Vercel", "VERCEL_TOKEN"),
-            team: p.team_id.clone(),
+            team: p.team_id.clone().filter(|t| !t.is_empty()),
         }
     }
 
@@ -159,55 +273,99 @@ impl<'a> Vercel<'a> {
 }
 
 struct Choice {
+    project: Value,
     project_id: String,
     current: String,
     to: String,
     to_url: Option<String>,
 }
 
-/// The read-only half of a rollback: what serves now, and what to go back to.
+/// The read-only half of a rollback: what serves now, and which older candidate to put back.
+/// Pages through the candidates (newest first) until the answer is known.
 async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError> {
-    let project = v.api.get(&format!("/v9/projects/{}{}", p.project, v.query(""))).await?;
+    let target = parse_to(&p.to).map_err(StepError::failed)?;
+    let project = v.api.get(&format!("/v9/projects/{}{}", p.project, v.query("rollbackInfo=true"))).await?;
     let project_id = project.get("id").and_then(Value::as_str).unwrap_or(&p.project).to_owned();
-    let list = v
-        .api
-        .get(&format!(
-            "/v6/deployments{}",
-            v.query(&format!("projectId={project_id}&target=production&state=READY&limit=50"))
-        ))
-        .await?;
-    let mut deployments: Vec<&Value> =
-        list.get("deployments").and_then(Value::as_array).into_iter().flatten().collect();
-    deployments.sort_by_key(|d| std::cmp::Reverse(created(d)));
+    // Only the project says what serves: the newest READY deployment may never have been
+    // aliased (or was rolled back from).
     let current = project
         .pointer("/targets/production/id")
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .or_else(|| deployments.first().and_then(|d| uid(d)).map(str::to_owned))
         .ok_or_else(|| StepError::failed(format!("project {} has no production deployment", p.project)))?;
-    let before = |id: &str| -> Result<&Value, StepError> {
-        let at = deployments.iter().find(|d| uid(d) == Some(id)).map(|d| created(d));
-        deployments
-            .iter()
-            .find(|d| uid(d) != Some(id) && at.is_none_or(|t| created(d) < t))
-            .copied()
-            .ok_or_else(|| StepError::failed(format!("no READY production deployment before {id} to roll back to")))
+    let mut current_at: Option<i64> = None;
+    // For `before:dpl_...`: when that deployment was created.
+    let mut bound: Option<i64> = match &target {
+        Target::BeforeTime(t) => Some(t.as_millisecond()),
+        _ => None,
     };
-    let target = match p.to.as_str() {
-        "previous" => before(&current)?,
-        t => match t.strip_prefix("before:") {
-            Some(id) => before(id)?,
-            None => deployments.iter().find(|d| uid(d) == Some(t)).copied().ok_or_else(|| {
-                StepError::failed(format!("deployment {t} is not a READY production deployment of {}", p.project))
-            })?,
-        },
-    };
-    let to = uid(target).unwrap_or_default().to_owned();
-    if to == current {
-        return Err(StepError::failed(format!("{to} is already the production deployment")));
+    let mut until: Option<i64> = None;
+    let mut seen = 0usize;
+    for _ in 0..MAX_PAGES {
+        let mut q = format!("projectId={project_id}&target=production&rollbackCandidate=true&limit={PAGE_SIZE}");
+        if let Some(u) = until {
+            q.push_str(&format!("&until={u}"));
+        }
+        let page = v.api.get(&format!("/v6/deployments{}", v.query(&q))).await?;
+        let mut list: Vec<&Value> = page.get("deployments").and_then(Value::as_array).into_iter().flatten().collect();
+        // Newest first, whatever order the page came in.
+        list.sort_by_key(|d| std::cmp::Reverse(created(d)));
+        seen += list.len();
+        for d in list {
+            let id = uid(d).unwrap_or_default();
+            // The filter asked for candidates; a deployment marked otherwise is still skipped.
+            let candidate = d.get("isRollbackCandidate").and_then(Value::as_bool) != Some(false);
+            if id == current {
+                current_at = Some(created(d));
+            }
+            if let Target::BeforeId(b) = &target
+                && id == b
+            {
+                bound = Some(created(d));
+                continue;
+            }
+            let Some(now_at) = current_at else { continue };
+            // Only older than what serves now: never a roll forward.
+            if id == current || created(d) >= now_at || !candidate {
+                continue;
+            }
+            let pick = match &target {
+                Target::Previous => true,
+                Target::Id(want) => id == want,
+                Target::BeforeId(_) | Target::BeforeTime(_) => bound.is_some_and(|b| created(d) < b),
+            };
+            if pick {
+                return Ok(Choice {
+                    to: id.to_owned(),
+                    to_url: d.get("url").and_then(Value::as_str).map(|u| format!("https://{u}")),
+                    project,
+                    project_id,
+                    current,
+                });
+            }
+        }
+        match page.pointer("/pagination/next").and_then(Value::as_i64) {
+            Some(next) if until != Some(next) => until = Some(next),
+            _ => break,
+        }
     }
-    let to_url = target.get("url").and_then(Value::as_str).map(|u| format!("https://{u}"));
-    Ok(Choice { project_id, current, to, to_url })
+    let why = match (&target, current_at) {
+        (_, None) => {
+            format!("the production deployment {current} is not among the {seen} rollback candidates of {}", p.project)
+        }
+        (Target::Previous, _) => format!("no rollback candidate of {} is older than {current}", p.project),
+        (Target::Id(id), _) => format!(
+            "{id} is not a rollback candidate of {} older than the current {current} (a rollback never rolls forward)",
+            p.project
+        ),
+        (Target::BeforeId(id), _) if bound.is_none() => {
+            format!("{id} is not a production deployment of {} (searched {seen})", p.project)
+        }
+        (Target::BeforeId(id), _) => format!("no rollback candidate of {} older than {id} and {current}", p.project),
+        (Target::BeforeTime(t), _) => format!("no rollback candidate of {} created before {t}", p.project),
+    };
+    Err(StepError::failed(why)
+        .with_hint("list the candidates in the Vercel dashboard (Instant Rollback) and give `to:` a deployment id"))
 }
 
 fn uid(d: &Value) -> Option<&str> {
@@ -216,4 +374,22 @@ fn uid(d: &Value) -> Option<&str> {
 
 fn created(d: &Value) -> i64 {
     d.get("created").or_else(|| d.get("createdAt")).and_then(Value::as_i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_forms() {
+        assert_eq!(parse_to("previous"), Ok(Target::Previous));
+        assert_eq!(parse_to("dpl_9"), Ok(Target::Id("dpl_9".into())));
+        assert_eq!(parse_to("before:dpl_9"), Ok(Target::BeforeId("dpl_9".into())));
+        assert_eq!(
+            parse_to("before:2026-11-27T08:00:00Z"),
+            Ok(Target::BeforeTime("2026-11-27T08:00:00Z".parse().unwrap()))
+        );
+        assert!(parse_to("before:yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse_to("latest").unwrap_err().contains("`previous`"));
+    }
 }

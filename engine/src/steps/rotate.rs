@@ -1,5 +1,12 @@
 //! `rotate-secret`: give a secret a new value in Infisical and record the new version. The
-//! value (generated here unless given) is never written to outputs, events or logs.
+//! value is never written to outputs, events or logs.
+//!
+//! Where the value comes from matters: a credential issued by someone else (a Stripe key, a
+//! database password, an API token) must be minted at its issuer and given here (`value:`,
+//! from a secret input or an earlier step); a random value written to Infisical would be one
+//! no issuer accepts, and the compromised one would stay valid. Only secrets the app itself
+//! owns (session or signing keys) may be generated here, and only when the playbook says
+//! `generate: true`. Revoking the old credential at its issuer is a step of its own.
 //!
 //! Infisical API (https://infisical.com/docs/api-reference): machine identity login
 //! `POST /api/v1/auth/universal-auth/login` `{clientId, clientSecret}` → `{accessToken}`;
@@ -30,10 +37,15 @@ pub struct RotateParams {
     pub secret_path: String,
     /// The secret's name (key).
     pub name: String,
-    /// The new value; generated when absent (mark its source as secret).
+    /// The new value, minted at the issuer: a secret input or an earlier step's output. An
+    /// empty value counts as not given.
     #[serde(default)]
     pub value: Option<String>,
-    /// Length of a generated value (letters and digits).
+    /// Generate a random value instead (letters and digits): only for secrets the app itself
+    /// owns (session keys), never for a credential an issuer must know.
+    #[serde(default)]
+    pub generate: bool,
+    /// Length of a generated value.
     #[serde(default = "default_length")]
     pub length: usize,
     /// Succeed when the change waits for approval in Infisical (default: fail, since the
@@ -41,6 +53,9 @@ pub struct RotateParams {
     #[serde(default)]
     pub allow_pending_approval: bool,
 }
+
+const NO_VALUE: &str = "give `value:` (the new credential, minted at its issuer, from a secret input or an earlier \
+     step's output) or `generate: true` (only for a secret the app itself owns, such as a session key)";
 
 fn default_api() -> String {
     "https://app.infisical.com".into()
@@ -54,7 +69,8 @@ fn default_length() -> usize {
 
 impl TypedStep for RotateSecret {
     const NAME: &'static str = "rotate-secret";
-    const SUMMARY: &'static str = "set a new (generated or given) value for a secret in Infisical; record the version";
+    const SUMMARY: &'static str =
+        "set a secret's new value (minted at its issuer, or generated for app-owned secrets) in Infisical";
     type Params = RotateParams;
 
     fn idempotent(_: &RotateParams) -> bool {
@@ -65,15 +81,35 @@ impl TypedStep for RotateSecret {
         if !(16..=256).contains(&p.length) {
             return Err(ParamError::at("length", "a generated secret is 16 to 256 characters long"));
         }
+        // Templated values are only known at run time; `run` checks again.
+        let given = p.value.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if given && p.generate {
+            return Err(ParamError::at("generate", "give either `value` or `generate: true`, not both"));
+        }
+        if !given && !p.generate && p.value.is_none() {
+            return Err(ParamError::root(NO_VALUE));
+        }
         Ok(())
     }
 
     fn plan(p: &RotateParams) -> String {
-        let how = if p.value.is_some() { "a given value" } else { "a generated value" };
+        let how = if p.generate { "a generated value" } else { "the given value" };
         format!("rotate {} in Infisical project {} ({}{}) to {how}", p.name, p.project_id, p.environment, p.secret_path)
     }
 
     async fn run(&self, ctx: &StepContext, p: RotateParams) -> Result<Outputs, StepError> {
+        let given = p.value.as_deref().filter(|v| !v.trim().is_empty());
+        let value = match (given, p.generate) {
+            (Some(_), true) => {
+                return Err(StepError::failed("give either `value` or `generate: true`, not both"));
+            }
+            (Some(v), false) => v.to_owned(),
+            (None, true) => generate(p.length)?,
+            (None, false) => {
+                return Err(StepError::failed(format!("no new value for {}: {NO_VALUE}", p.name))
+                    .with_hint("mint the new credential at its issuer first, then pass it as a secret input"));
+            }
+        };
         let login = Api::new(&ctx.http, &p.api_url, None, "Infisical", "the machine identity's client id and secret")
             .post(
                 "/api/v1/auth/universal-auth/login",
@@ -85,10 +121,6 @@ impl TypedStep for RotateSecret {
             .and_then(Value::as_str)
             .ok_or_else(|| StepError::failed("Infisical's login answer has no accessToken"))?
             .to_owned();
-        let value = match &p.value {
-            Some(v) => v.clone(),
-            None => generate(p.length)?,
-        };
         let api = Api::new(&ctx.http, &p.api_url, Some(&token), "Infisical", "the machine identity's access");
         let body = json!({
             "projectId": p.project_id,
@@ -114,7 +146,7 @@ impl TypedStep for RotateSecret {
         }
         let version = answer.pointer("/secret/version").cloned().unwrap_or(Value::Null);
         Ok(
-            json!({ "name": p.name, "environment": p.environment, "version": version, "approval_required": false, "approval_id": null }),
+            json!({ "name": p.name, "environment": p.environment, "version": version, "generated": p.generate, "approval_required": false, "approval_id": null }),
         )
     }
 }
