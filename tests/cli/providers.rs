@@ -397,3 +397,142 @@ async fn export_secrets_decrypts_to_the_values_and_leaves_no_clear_text() {
     assert_ne!(r.code, 0);
     assert!(r.all().contains("with.recipients[0]") && r.all().contains("not an age public key"), "{}", r.all());
 }
+
+/// A stateful Infisical for a rotation: the list shows the new value only after the PATCH
+/// that sets it, and the PATCH body must be the documented one
+/// (https://infisical.com/docs/api-reference/endpoints/secrets/update).
+#[derive(Clone)]
+struct Infisical(
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+impl wiremock::Respond for Infisical {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let refuse = |why: String| {
+            self.1.lock().unwrap().push(why);
+            ResponseTemplate::new(400).set_body_json(json!({"message": "bad request"}))
+        };
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let path = req.url.path();
+        if req.method.as_str() == "POST" && path == "/api/v1/auth/universal-auth/login" {
+            if body != json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"}) {
+                return ResponseTemplate::new(401).set_body_json(json!({"message": "Invalid credentials"}));
+            }
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"accessToken": "at-123", "expiresIn": 7200, "tokenType": "Bearer"}));
+        }
+        if req.headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer at-123") {
+            return ResponseTemplate::new(401).set_body_json(json!({"message": "Token missing"}));
+        }
+        let mut secrets = self.0.lock().unwrap();
+        if req.method.as_str() == "PATCH" && path.starts_with("/api/v4/secrets/") {
+            let name = path.rsplit('/').next().unwrap().to_owned();
+            let value = body["secretValue"].as_str().unwrap_or_default().to_owned();
+            let want = json!({"projectId": "p1", "environment": "prod", "secretPath": "/", "secretValue": value, "type": "shared"});
+            if body != want || value.is_empty() {
+                drop(secrets);
+                return refuse(format!("PATCH body {body}"));
+            }
+            let Some(s) = secrets.iter_mut().find(|(k, _)| *k == name) else {
+                return ResponseTemplate::new(404).set_body_json(json!({"message": "Secret not found"}));
+            };
+            s.1 = value;
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"secret": {"id": "s1", "secretKey": name, "version": 4, "type": "shared"}}));
+        }
+        if req.method.as_str() == "GET" && path == "/api/v4/secrets" {
+            let list: Vec<Value> = secrets
+                .iter()
+                .map(|(k, v)| json!({"id": k, "secretKey": k, "secretValue": v, "secretPath": "/", "version": 1, "type": "shared"}))
+                .collect();
+            return ResponseTemplate::new(200).set_body_json(json!({"secrets": list, "imports": []}));
+        }
+        drop(secrets);
+        refuse(format!("unexpected {} {}", req.method, req.url))
+    }
+}
+
+/// The routine rotation playbook end to end: the value minted at the issuer (a secret input)
+/// reaches Infisical, the export that follows holds it (encrypted), and nothing is in clear.
+/// Without a value (and without `generate`) the rotation refuses instead of inventing one.
+#[tokio::test(flavor = "multi_thread")]
+async fn routine_rotation_writes_the_issuers_value_and_exports_it_encrypted() {
+    let fake = Infisical(
+        std::sync::Arc::new(std::sync::Mutex::new(vec![
+            ("RESEND_API_KEY".into(), "re_old_compromised_111".into()),
+            ("SESSION_KEY".into(), "session_key_clear_222".into()),
+        ])),
+        Default::default(),
+    );
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any()).respond_with(fake.clone()).mount(&server).await;
+    let app = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/health")).respond_with(ResponseTemplate::new(200)).mount(&app).await;
+    let key = age::x25519::Identity::generate();
+    let env = Env::new();
+    let pb = crate::support::repo_root().join("playbooks/rotate-routine.yaml");
+    let args = |run: &str| -> Vec<String> {
+        [
+            "exec",
+            pb.to_str().unwrap(),
+            "--yes",
+            "--run-id",
+            run,
+            "-i",
+            "secret_name=RESEND_API_KEY",
+            "-i",
+            "infisical_project=p1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "-i".into(),
+            format!("infisical_api={}", server.uri()),
+            "-i".into(),
+            format!("app_health_url={}/health", app.uri()),
+            "-i".into(),
+            "export_to=prod.age".into(),
+            "-i".into(),
+            format!("export_recipient={}", key.to_public()),
+        ])
+        .collect()
+    };
+    let creds = [("INFISICAL_CLIENT_ID", "machine-id"), ("INFISICAL_CLIENT_SECRET", "machine-secret-xyz")];
+    // No new value: refused, nothing written to Infisical.
+    let a = args("r0");
+    let r = exec(&env, &a.iter().map(String::as_str).collect::<Vec<_>>(), &creds).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        crate::support::step(&env.show("r0"), "rotate")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("`with`: give `value:` (the new credential, minted at its issuer"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(fake.0.lock().unwrap()[0].1, "re_old_compromised_111");
+    assert!(!env.path("prod.age").exists());
+
+    let a = args("r1");
+    let mut vars = creds.to_vec();
+    vars.push(("RUNBOOK_INPUT_NEW_VALUE", "re_new_from_issuer_333"));
+    let r = exec(&env, &a.iter().map(String::as_str).collect::<Vec<_>>(), &vars).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r1");
+    assert_eq!(step(&show, "rotate")["outputs"]["version"], 4);
+    assert_eq!(step(&show, "rotate")["outputs"]["generated"], false);
+    assert_eq!(status(&show, "revoke_old"), "succeeded");
+    assert_eq!(fake.0.lock().unwrap()[0].1, "re_new_from_issuer_333");
+    assert!(fake.1.lock().unwrap().is_empty(), "{:?}", fake.1.lock().unwrap());
+    let plain: Value =
+        serde_json::from_slice(&age::decrypt(&key, &std::fs::read(env.path("prod.age")).unwrap()).unwrap()).unwrap();
+    assert_eq!(plain["secrets"][0], json!({"key": "RESEND_API_KEY", "value": "re_new_from_issuer_333", "path": "/"}));
+    for f in walk(env.dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        for needle in ["re_new_from_issuer_333", "session_key_clear_222", "machine-secret-xyz"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in {}", f.display());
+        }
+    }
+    assert!(!r.all().contains("re_new_from_issuer_333"));
+}
