@@ -300,7 +300,7 @@ async fn failing_webhook_is_a_warning_and_the_run_succeeds() {
 /// Infisical (https://infisical.com/docs/api-reference): universal-auth login, then
 /// `GET /api/v4/secrets` (https://infisical.com/docs/api-reference/endpoints/secrets/list)
 /// with the access token; the list only for the right project, environment and path.
-async fn infisical() -> MockServer {
+pub(crate) async fn infisical() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/v1/auth/universal-auth/login"))

@@ -255,3 +255,49 @@ async fn pg_dump_streams_to_s3_in_parts() {
     assert!(c.head_object().bucket("backups").key("bad/x.sql").send().await.is_err());
     drop(pg);
 }
+
+/// `export-secrets` to an S3 object (moto): the object is the age ciphertext, and it decrypts
+/// to Infisical's values; a missing bucket fails with S3's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn export_secrets_to_s3_is_ciphertext_that_decrypts() {
+    creds();
+    let moto = Moto::start();
+    let c = runbook::steps::s3::client(Some(&moto.endpoint()), "us-east-1").unwrap();
+    c.create_bucket().bucket("dr-secrets").send().await.unwrap();
+    let infisical = crate::providers::infisical().await;
+    let key = age::x25519::Identity::generate();
+    let env = Env::new();
+    let step = |id: &str, to: &str| {
+        format!(
+            "  - id: {id}\n    type: export-secrets\n    continue_on_error: true\n    with: {{ api_url: \"{}\", client_id: machine-id, client_secret: \"{{{{ env.INF_SECRET }}}}\", project_id: p1, environment: prod, recipients: [\"{}\"], to: \"{to}\", endpoint: \"{}\", region: us-east-1 }}\n",
+            infisical.uri(),
+            key.to_public(),
+            moto.endpoint()
+        )
+    };
+    env.write(
+        "e.yaml",
+        &format!(
+            "apiVersion: runbook/v1\nname: s3\nsecrets: [AWS_SECRET_ACCESS_KEY, INF_SECRET]\nsteps:\n{}{}",
+            step("ok", "s3://dr-secrets/infisical/prod.age"),
+            step("nobucket", "s3://no-such-bucket/prod.age")
+        ),
+    );
+    let mut cmd = env.command(&["exec", "e.yaml", "--run-id", "e"]);
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("INF_SECRET", "machine-secret-xyz");
+    let out = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let show = env.show("e");
+    assert_eq!(crate::support::step(&show, "ok")["outputs"]["to"], "s3://dr-secrets/infisical/prod.age");
+    let o = c.get_object().bucket("dr-secrets").key("infisical/prod.age").send().await.unwrap();
+    let cipher = o.body.collect().await.unwrap().into_bytes().to_vec();
+    assert!(!cipher.windows(13).any(|w| w == b"clear_value_1"));
+    let plain: serde_json::Value = serde_json::from_slice(&age::decrypt(&key, &cipher).unwrap()).unwrap();
+    assert_eq!(plain["secrets"][0]["value"], "sk_live_clear_value_1");
+    assert_eq!(crate::support::status(&show, "nobucket"), "failed");
+    let err = crate::support::step(&show, "nobucket")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with("PutObject s3://no-such-bucket/prod.age: NoSuchBucket"), "{err}");
+    assert!(!out.all().contains("clear_value"));
+}
