@@ -78,10 +78,19 @@ async fn rollback_pages_to_the_current_deployment_and_never_rolls_forward() {
         &["succeeded"],
     )
     .await;
+    // The serving deployment is not listed as a candidate of its own: its age comes from
+    // `GET /v13/deployments/{id}`.
+    let (s_serving, serving) = Vercel::start(
+        "dpl_3",
+        vec![dep("dpl_1", 1000, true), dep("dpl_2", 2000, true), dep("dpl_3", 3000, false)],
+        &["succeeded"],
+    )
+    .await;
     let env = Env::new();
     env.write(
         "p.yaml",
         &playbook(&[
+            rollback_step("serving", &s_serving.uri(), "previous", ""),
             rollback_step("back", &server.uri(), "previous", ""),
             rollback_step("forward", &server.uri(), "dpl_120", "    needs: [back]\n"),
             rollback_step("unaliased", &s_unaliased.uri(), "previous", ""),
@@ -109,6 +118,8 @@ async fn rollback_pages_to_the_current_deployment_and_never_rolls_forward() {
     );
     assert_eq!(step(&show, "unaliased")["outputs"]["to_deployment"], "dpl_1");
     assert_eq!(unaliased.state().posts, ["dpl_1"]);
+    assert_eq!(step(&show, "serving")["outputs"]["to_deployment"], "dpl_2");
+    assert_eq!(serving.state().posts, ["dpl_2"]);
 }
 
 /// Two bad deploys in a row: `previous` would put the first bad one back. S1 takes the last

@@ -11,6 +11,8 @@
 //!   → `{deployments: [{uid, url, created, state, target, isRollbackCandidate}], pagination:
 //!   {count, next, prev}}`, newest first; `next` is the `until` of the next page
 //!   (https://vercel.com/docs/rest-api/deployments/list-deployments);
+//! - `GET /v13/deployments/{id}` → `{id, url, createdAt, readyState, target}`
+//!   (https://vercel.com/docs/rest-api/deployments/get-a-deployment-by-id-or-url);
 //! - `POST /v1/projects/{projectId}/rollback/{deploymentId}` → 201; 409 when it is not a
 //!   rollback candidate
 //!   (https://vercel.com/docs/rest-api/projects/points-all-production-domains-for-a-project-to-the-given-deploy).
@@ -141,6 +143,18 @@ impl Respond for Vercel {
                 ResponseTemplate::new(200).set_body_json(
                     json!({"deployments": page, "pagination": {"count": page.len(), "next": next, "prev": null}}),
                 )
+            }
+            ("GET", p) if p.starts_with("/v13/deployments/") => {
+                let id = p.rsplit('/').next().unwrap();
+                match s.deployments.iter().find(|d| d.uid == id) {
+                    Some(d) => ResponseTemplate::new(200).set_body_json(json!({
+                        "id": d.uid, "url": format!("app-{}.vercel.app", d.uid.trim_start_matches("dpl_")),
+                        "createdAt": d.created, "readyState": "READY", "target": "production", "projectId": PROJECT
+                    })),
+                    None => ResponseTemplate::new(404).set_body_json(
+                        json!({"error": {"code": "not_found", "message": "The deployment could not be found."}}),
+                    ),
+                }
             }
             ("POST", p) if p.starts_with(&format!("/v1/projects/{PROJECT}/rollback/")) => {
                 let to = p.rsplit('/').next().unwrap().to_owned();

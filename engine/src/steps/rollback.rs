@@ -280,8 +280,17 @@ struct Choice {
     to_url: Option<String>,
 }
 
+/// A listed deployment, the fields the choice needs.
+struct Listed {
+    id: String,
+    created: i64,
+    url: Option<String>,
+    candidate: bool,
+}
+
 /// The read-only half of a rollback: what serves now, and which older candidate to put back.
-/// Pages through the candidates (newest first) until the answer is known.
+/// Pages through the candidates (newest first) until the current deployment has been seen and
+/// the target is known.
 async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError> {
     let target = parse_to(&p.to).map_err(StepError::failed)?;
     let project = v.api.get(&format!("/v9/projects/{}{}", p.project, v.query("rollbackInfo=true"))).await?;
@@ -293,79 +302,90 @@ async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError>
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| StepError::failed(format!("project {} has no production deployment", p.project)))?;
-    let mut current_at: Option<i64> = None;
-    // For `before:dpl_...`: when that deployment was created.
-    let mut bound: Option<i64> = match &target {
-        Target::BeforeTime(t) => Some(t.as_millisecond()),
-        _ => None,
-    };
+    let mut listed: Vec<Listed> = Vec::new();
     let mut until: Option<i64> = None;
-    let mut seen = 0usize;
     for _ in 0..MAX_PAGES {
         let mut q = format!("projectId={project_id}&target=production&rollbackCandidate=true&limit={PAGE_SIZE}");
         if let Some(u) = until {
             q.push_str(&format!("&until={u}"));
         }
         let page = v.api.get(&format!("/v6/deployments{}", v.query(&q))).await?;
-        let mut list: Vec<&Value> = page.get("deployments").and_then(Value::as_array).into_iter().flatten().collect();
-        // Newest first, whatever order the page came in.
-        list.sort_by_key(|d| std::cmp::Reverse(created(d)));
-        seen += list.len();
-        for d in list {
-            let id = uid(d).unwrap_or_default();
-            // The filter asked for candidates; a deployment marked otherwise is still skipped.
-            let candidate = d.get("isRollbackCandidate").and_then(Value::as_bool) != Some(false);
-            if id == current {
-                current_at = Some(created(d));
-            }
-            if let Target::BeforeId(b) = &target
-                && id == b
-            {
-                bound = Some(created(d));
-                continue;
-            }
-            let Some(now_at) = current_at else { continue };
-            // Only older than what serves now: never a roll forward.
-            if id == current || created(d) >= now_at || !candidate {
-                continue;
-            }
-            let pick = match &target {
-                Target::Previous => true,
-                Target::Id(want) => id == want,
-                Target::BeforeId(_) | Target::BeforeTime(_) => bound.is_some_and(|b| created(d) < b),
-            };
-            if pick {
-                return Ok(Choice {
-                    to: id.to_owned(),
-                    to_url: d.get("url").and_then(Value::as_str).map(|u| format!("https://{u}")),
-                    project,
-                    project_id,
-                    current,
-                });
-            }
+        for d in page.get("deployments").and_then(Value::as_array).into_iter().flatten() {
+            listed.push(Listed {
+                id: uid(d).unwrap_or_default().to_owned(),
+                created: created(d),
+                url: d.get("url").and_then(Value::as_str).map(|u| format!("https://{u}")),
+                // The filter asked for candidates; one marked otherwise is still skipped.
+                candidate: d.get("isRollbackCandidate").and_then(Value::as_bool) != Some(false),
+            });
+        }
+        if let Some(current_at) = listed.iter().find(|d| d.id == current).map(|d| d.created)
+            && let Some(found) = pick(&listed, &target, &current, current_at)
+        {
+            return Ok(choice(found, project, project_id, current));
         }
         match page.pointer("/pagination/next").and_then(Value::as_i64) {
             Some(next) if until != Some(next) => until = Some(next),
             _ => break,
         }
     }
+    // The list is done. The current deployment may not be listed as a candidate of its own
+    // (it is serving, not a way back): ask for it by id.
+    let current_at = match listed.iter().find(|d| d.id == current) {
+        Some(d) => Some(d.created),
+        None => deployment_created(v, &current).await?,
+    };
+    if let Some(current_at) = current_at
+        && let Some(found) = pick(&listed, &target, &current, current_at)
+    {
+        return Ok(choice(found, project, project_id, current));
+    }
+    let n = listed.len();
     let why = match (&target, current_at) {
         (_, None) => {
-            format!("the production deployment {current} is not among the {seen} rollback candidates of {}", p.project)
+            format!("Vercel does not say when the production deployment {current} of {} was created", p.project)
         }
-        (Target::Previous, _) => format!("no rollback candidate of {} is older than {current}", p.project),
+        (Target::Previous, _) => format!("no rollback candidate of {} is older than {current} ({n} listed)", p.project),
         (Target::Id(id), _) => format!(
             "{id} is not a rollback candidate of {} older than the current {current} (a rollback never rolls forward)",
             p.project
         ),
-        (Target::BeforeId(id), _) if bound.is_none() => {
-            format!("{id} is not a production deployment of {} (searched {seen})", p.project)
+        (Target::BeforeId(id), _) if !listed.iter().any(|d| &d.id == id) => {
+            format!("{id} is not a production deployment of {} ({n} listed)", p.project)
         }
         (Target::BeforeId(id), _) => format!("no rollback candidate of {} older than {id} and {current}", p.project),
         (Target::BeforeTime(t), _) => format!("no rollback candidate of {} created before {t}", p.project),
     };
     Err(StepError::failed(why)
         .with_hint("list the candidates in the Vercel dashboard (Instant Rollback) and give `to:` a deployment id"))
+}
+
+/// The newest listed candidate that `to:` allows, always older than what serves now.
+fn pick<'a>(listed: &'a [Listed], target: &Target, current: &str, current_at: i64) -> Option<&'a Listed> {
+    let bound = match target {
+        Target::BeforeTime(t) => Some(t.as_millisecond()),
+        Target::BeforeId(b) => Some(listed.iter().find(|d| &d.id == b)?.created),
+        _ => None,
+    };
+    let mut older: Vec<&Listed> =
+        listed.iter().filter(|d| d.candidate && d.id != current && d.created < current_at).collect();
+    older.sort_by_key(|d| std::cmp::Reverse(d.created));
+    older.into_iter().find(|d| match target {
+        Target::Previous => true,
+        Target::Id(want) => &d.id == want,
+        Target::BeforeId(_) | Target::BeforeTime(_) => bound.is_some_and(|b| d.created < b),
+    })
+}
+
+fn choice(found: &Listed, project: Value, project_id: String, current: String) -> Choice {
+    Choice { to: found.id.clone(), to_url: found.url.clone(), project, project_id, current }
+}
+
+/// `GET /v13/deployments/{id}` → `createdAt` (ms)
+/// (https://vercel.com/docs/rest-api/deployments/get-a-deployment-by-id-or-url).
+async fn deployment_created(v: &Vercel<'_>, id: &str) -> Result<Option<i64>, StepError> {
+    let d = v.api.get(&format!("/v13/deployments/{id}{}", v.query(""))).await?;
+    Ok(Some(created(&d)).filter(|c| *c > 0))
 }
 
 fn uid(d: &Value) -> Option<&str> {
