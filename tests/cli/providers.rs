@@ -565,3 +565,27 @@ async fn routine_rotation_writes_the_issuers_value_and_exports_it_encrypted() {
     }
     assert!(!r.all().contains("re_new_from_issuer_333"));
 }
+
+/// `rotate-secret` never invents a value by default: without `value` or `generate: true` the
+/// playbook does not validate, and both at once are refused too.
+#[test]
+fn rotate_secret_needs_a_value_or_an_explicit_generate() {
+    let env = Env::new();
+    let pb = |with: &str| {
+        format!(
+            "apiVersion: runbook/v1\nname: t\nsteps:\n  - id: r\n    type: rotate-secret\n    with: {{ client_id: a, client_secret: b, project_id: p, environment: prod, name: K{with} }}\n"
+        )
+    };
+    env.write("none.yaml", &pb(""));
+    env.write("both.yaml", &pb(", value: \"{{ env.NEW }}\", generate: true"));
+    env.write("given.yaml", &pb(", value: \"{{ env.NEW }}\""));
+    env.write("gen.yaml", &pb(", generate: true"));
+    let r = env.run(&["validate", "none.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("give `value:` (the new credential, minted at its issuer"), "{}", r.all());
+    let r = env.run(&["validate", "both.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("give either `value` or `generate: true`, not both"), "{}", r.all());
+    assert_eq!(env.run(&["validate", "given.yaml"]).code, 0);
+    assert_eq!(env.run(&["validate", "gen.yaml"]).code, 0);
+}
