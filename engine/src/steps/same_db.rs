@@ -44,6 +44,13 @@ fn local_ip(ip: IpAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified()
 }
 
+/// One machine for one address: `::ffff:10.0.0.5` is `10.0.0.5` (an IPv4-mapped IPv6 address
+/// reaches the same server), and every loopback is `Local`.
+fn machine_of(ip: IpAddr) -> Machine {
+    let ip = ip.to_canonical();
+    if local_ip(ip) { Machine::Local } else { Machine::Ip(ip) }
+}
+
 async fn machines(host: &Host, port: u16) -> Vec<Machine> {
     match host {
         Host::Unix(_) => vec![Machine::Local],
@@ -53,15 +60,12 @@ async fn machines(host: &Host, port: u16) -> Vec<Machine> {
                 return vec![Machine::Local];
             }
             if let Ok(ip) = IpAddr::from_str(name.trim_start_matches('[').trim_end_matches(']')) {
-                return vec![if local_ip(ip) { Machine::Local } else { Machine::Ip(ip) }];
+                return vec![machine_of(ip)];
             }
             let resolved = tokio::net::lookup_host((name.as_str(), port)).await.map(|a| a.collect::<Vec<_>>());
             match resolved {
                 Ok(addrs) => {
-                    let mut out: Vec<Machine> = addrs
-                        .into_iter()
-                        .map(|a| if local_ip(a.ip()) { Machine::Local } else { Machine::Ip(a.ip()) })
-                        .collect();
+                    let mut out: Vec<Machine> = addrs.into_iter().map(|a| machine_of(a.ip())).collect();
                     // The name too: a target that does not resolve is compared by name.
                     out.push(Machine::Name(name));
                     out
@@ -123,7 +127,7 @@ async fn target(url: &str, param: &str) -> Result<Target, StepError> {
         }
     }
     for (i, ip) in addrs.iter().enumerate() {
-        let m = if local_ip(*ip) { Machine::Local } else { Machine::Ip(*ip) };
+        let m = machine_of(*ip);
         for port in ports_of(i) {
             endpoints.insert((m.clone(), port));
         }
@@ -180,6 +184,9 @@ mod tests {
         assert!(!same(base, "postgresql://postgres:pw@localhost:5433/app").await);
         assert!(!same(base, "postgresql://postgres:pw@localhost:5432/app_scratch").await);
         assert!(!same(base, "postgresql://postgres:pw@10.9.8.7:5432/app").await);
+        // An IPv4-mapped IPv6 address is the IPv4 address.
+        assert!(same(base, "postgresql://u@[::ffff:127.0.0.1]:5432/app").await);
+        assert!(same("postgresql://u@10.9.8.7/app", "postgresql://u@[::ffff:10.9.8.7]/app").await);
         // Any host of a multi-host string.
         assert!(same("postgresql://u@10.9.8.7,localhost/app", base).await);
     }
