@@ -122,6 +122,43 @@ async fn rollback_pages_to_the_current_deployment_and_never_rolls_forward() {
     assert_eq!(serving.state().posts, ["dpl_2"]);
 }
 
+/// `before:` names a bad deployment that the candidate list leaves out: the one serving now
+/// (not a way back of its own) or one that was never aliased. Its age comes from the
+/// deployment itself, and the newest candidate before it is put back.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_before_a_deployment_the_candidate_list_leaves_out() {
+    let deps = || {
+        vec![dep("dpl_1", 1000, true), dep("dpl_2", 2000, true), dep("dpl_25", 2500, false), dep("dpl_3", 3000, false)]
+    };
+    let (s_current, current) = Vercel::start("dpl_3", deps(), &["succeeded"]).await;
+    let (s_other, other) = Vercel::start("dpl_3", deps(), &["succeeded"]).await;
+    let (s_unknown, unknown) = Vercel::start("dpl_3", deps(), &["succeeded"]).await;
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &playbook(&[
+            rollback_step("current", &s_current.uri(), "before:dpl_3", ""),
+            rollback_step("other", &s_other.uri(), "before:dpl_25", ""),
+            rollback_step("unknown", &s_unknown.uri(), "before:dpl_nope", ""),
+        ]),
+    );
+    let r = exec(&env, &["exec", "p.yaml", "--run-id", "r"], &[("VERCEL_TOKEN", TOKEN)]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r");
+    assert_eq!(status(&show, "current"), "succeeded", "{}", r.all());
+    assert_eq!(step(&show, "current")["outputs"]["to_deployment"], "dpl_2");
+    assert_eq!(current.state().posts, ["dpl_2"]);
+    assert_eq!(status(&show, "other"), "succeeded", "{}", r.all());
+    assert_eq!(step(&show, "other")["outputs"]["to_deployment"], "dpl_2");
+    assert_eq!(other.state().posts, ["dpl_2"]);
+    assert_eq!(status(&show, "unknown"), "failed");
+    assert_eq!(step(&show, "unknown")["error"], "dpl_nope is not a production deployment of prj_app (2 listed)");
+    assert!(unknown.state().posts.is_empty());
+    for f in [&current, &other] {
+        assert!(f.state().refused.is_empty(), "{:?}", f.state().refused);
+    }
+}
+
 /// Two bad deploys in a row: `previous` would put the first bad one back. S1 takes the last
 /// known good one as an input: before the first bad deployment, or before a time.
 #[tokio::test(flavor = "multi_thread")]

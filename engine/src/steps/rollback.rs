@@ -320,7 +320,7 @@ async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError>
             });
         }
         if let Some(current_at) = listed.iter().find(|d| d.id == current).map(|d| d.created)
-            && let Some(found) = pick(&listed, &target, &current, current_at)
+            && let Some(found) = pick(&listed, &target, &current, current_at, None)
         {
             return Ok(choice(found, project, project_id, current));
         }
@@ -335,8 +335,20 @@ async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError>
         Some(d) => Some(d.created),
         None => deployment_created(v, &current).await?,
     };
+    // `before:dpl_...` names a bad deployment, often the one serving now or another that is
+    // not itself a candidate (not listed): its age comes from the deployment itself.
+    let before_at = match &target {
+        Target::BeforeId(b) if !listed.iter().any(|d| &d.id == b) => {
+            if *b == current {
+                current_at
+            } else {
+                deployment_created(v, b).await.ok().flatten()
+            }
+        }
+        _ => None,
+    };
     if let Some(current_at) = current_at
-        && let Some(found) = pick(&listed, &target, &current, current_at)
+        && let Some(found) = pick(&listed, &target, &current, current_at, before_at)
     {
         return Ok(choice(found, project, project_id, current));
     }
@@ -350,7 +362,7 @@ async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError>
             "{id} is not a rollback candidate of {} older than the current {current} (a rollback never rolls forward)",
             p.project
         ),
-        (Target::BeforeId(id), _) if !listed.iter().any(|d| &d.id == id) => {
+        (Target::BeforeId(id), _) if before_at.is_none() && !listed.iter().any(|d| &d.id == id) => {
             format!("{id} is not a production deployment of {} ({n} listed)", p.project)
         }
         (Target::BeforeId(id), _) => format!("no rollback candidate of {} older than {id} and {current}", p.project),
@@ -361,10 +373,18 @@ async fn choose(v: &Vercel<'_>, p: &RollbackParams) -> Result<Choice, StepError>
 }
 
 /// The newest listed candidate that `to:` allows, always older than what serves now.
-fn pick<'a>(listed: &'a [Listed], target: &Target, current: &str, current_at: i64) -> Option<&'a Listed> {
+/// `before_at`: the age of a `before:` deployment that is not in the list.
+fn pick<'a>(
+    listed: &'a [Listed],
+    target: &Target,
+    current: &str,
+    current_at: i64,
+    before_at: Option<i64>,
+) -> Option<&'a Listed> {
     let bound = match target {
         Target::BeforeTime(t) => Some(t.as_millisecond()),
-        Target::BeforeId(b) => Some(listed.iter().find(|d| &d.id == b)?.created),
+        Target::BeforeId(b) if b == current => Some(current_at),
+        Target::BeforeId(b) => Some(listed.iter().find(|d| &d.id == b).map(|d| d.created).or(before_at)?),
         _ => None,
     };
     let mut older: Vec<&Listed> =
