@@ -94,6 +94,14 @@ fn supabase_ref(hosts: &[Host], user: Option<&str>) -> Option<String> {
 }
 
 async fn target(url: &str, param: &str) -> Result<Target, StepError> {
+    // libpq reads an empty string as "every default" (the local socket): a guard whose
+    // input was left out would then pass any remote target. A missing guard stops the step.
+    if url.trim().is_empty() {
+        return Err(StepError::failed(format!(
+            "`{param}` is empty: nothing to compare the target with; nothing was changed"
+        ))
+        .with_hint("give the connection string of the database this step must never change (the input may be unset)"));
+    }
     // The parser's message never contains the string itself, so no password leaks here.
     let cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
         StepError::failed(format!("`{param}` is not a PostgreSQL connection string: {e}"))
@@ -189,6 +197,18 @@ mod tests {
         assert!(same("postgresql://u@10.9.8.7/app", "postgresql://u@[::ffff:10.9.8.7]/app").await);
         // Any host of a multi-host string.
         assert!(same("postgresql://u@10.9.8.7,localhost/app", base).await);
+    }
+
+    /// An optional input left out renders the guard empty: that is a missing guard, which
+    /// must stop the destructive step, not compare as "some local database".
+    #[tokio::test]
+    async fn an_empty_guard_is_an_error_not_a_comparison() {
+        for blank in ["", "  "] {
+            for url in ["postgresql://u@localhost/postgres", "postgresql://u@10.9.8.7/app"] {
+                let e = same_database(url, blank, "not_same_as").await.unwrap_err().to_string();
+                assert!(e.contains("`not_same_as` is empty"), "{e}");
+            }
+        }
     }
 
     #[tokio::test]
