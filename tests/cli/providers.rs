@@ -508,6 +508,15 @@ impl wiremock::Respond for Infisical {
                 .set_body_json(json!({"secret": {"id": "s1", "secretKey": name, "version": 4, "type": "shared"}}));
         }
         if req.method.as_str() == "GET" && path == "/api/v4/secrets" {
+            // The list is only for the project and environment that was rotated, with values.
+            let q = |k: &str| req.url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+            if q("projectId").as_deref() != Some("p1")
+                || q("environment").as_deref() != Some("prod")
+                || q("viewSecretValue").as_deref() != Some("true")
+            {
+                drop(secrets);
+                return refuse(format!("list query {}", req.url.query().unwrap_or_default()));
+            }
             let list: Vec<Value> = secrets
                 .iter()
                 .map(|(k, v)| json!({"id": k, "secretKey": k, "secretValue": v, "secretPath": "/", "version": 1, "type": "shared"}))
