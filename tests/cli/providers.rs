@@ -255,6 +255,8 @@ async fn status_pages_of_both_kinds_a_component_and_a_wrong_url() {
     let bs = betterstack_page("degraded", &[("API", "operational"), ("Workers", "degraded")]).await;
     let sp =
         statuspage_page("minor", &[("R2", "major_outage"), ("Workers", "operational"), ("DNS", "operational")]).await;
+    // One name in two groups (an `API` per region): which one is meant is not clear.
+    let twice = statuspage_page("major", &[("API", "operational"), ("api", "major_outage")]).await;
     let nothing = MockServer::start().await; // 404 for everything
     let env = Env::new();
     let step = |id: &str, with: String| {
@@ -263,7 +265,8 @@ async fn status_pages_of_both_kinds_a_component_and_a_wrong_url() {
     env.write(
         "p.yaml",
         &format!(
-            "apiVersion: runbook/v1\nname: t\nsteps:\n{}{}{}{}{}{}",
+            "apiVersion: runbook/v1\nname: t\nsteps:\n{}{}{}{}{}{}{}",
+            step("twice", format!("statuspage: \"{}\", component: Api", twice.uri())),
             step("bs", format!("statuspage: \"{}\"", bs.uri())),
             step("bs_api", format!("statuspage: \"{}\", format: betterstack, component: api", bs.uri())),
             step("r2", format!("statuspage: \"{}\", component: R2", sp.uri())),
@@ -287,6 +290,11 @@ async fn status_pages_of_both_kinds_a_component_and_a_wrong_url() {
     // The page says minor (R2), but DNS is fine: a check of DNS passes.
     assert_eq!(status(&show, "dns"), "succeeded");
     assert_eq!(o("dns")["healthy"], true);
+    assert_eq!(status(&show, "twice"), "failed");
+    assert_eq!(
+        crate::support::step(&show, "twice")["error"],
+        "the status page has 2 components named `Api` (operational, major_outage): which one is meant is not clear"
+    );
     assert_eq!(status(&show, "nope"), "failed");
     assert_eq!(crate::support::step(&show, "nope")["error"], "the status page has no component `S3`");
     assert!(r.all().contains("hint: its components: R2, Workers, DNS"), "{}", r.all());

@@ -138,12 +138,24 @@ impl TypedStep for CheckStatus {
         if let Some(page) = page? {
             let mut indicator = page.indicator.clone();
             if let Some(want) = &p.component {
-                let (name, status) =
-                    page.components.iter().find(|(n, _)| n.eq_ignore_ascii_case(want.trim())).ok_or_else(|| {
-                        let names: Vec<&str> = page.components.iter().map(|(n, _)| n.as_str()).take(30).collect();
-                        StepError::failed(format!("the status page has no component `{want}`"))
-                            .with_hint(format!("its components: {}", names.join(", ")))
-                    })?;
+                let matching: Vec<&(String, String)> =
+                    page.components.iter().filter(|(n, _)| n.eq_ignore_ascii_case(want.trim())).collect();
+                // Statuspage allows one name in several groups (an `API` per region): reading
+                // the first of them could report a healthy one while the other is down.
+                if matching.len() > 1 {
+                    let statuses: Vec<&str> = matching.iter().map(|(_, s)| s.as_str()).collect();
+                    return Err(StepError::failed(format!(
+                        "the status page has {} components named `{want}` ({}): which one is meant is not clear",
+                        matching.len(),
+                        statuses.join(", ")
+                    ))
+                    .with_hint("check that service with `endpoints`, or check the whole page without `component`"));
+                }
+                let (name, status) = matching.first().copied().ok_or_else(|| {
+                    let names: Vec<&str> = page.components.iter().map(|(n, _)| n.as_str()).take(30).collect();
+                    StepError::failed(format!("the status page has no component `{want}`"))
+                        .with_hint(format!("its components: {}", names.join(", ")))
+                })?;
                 indicator = component_indicator(page.format, status).to_owned();
                 out.insert("component".into(), json!({ "name": name, "status": status }));
             }
