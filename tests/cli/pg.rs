@@ -197,7 +197,7 @@ fn sql_outputs_rows_and_fails_clearly_on_bad_input() {
             "  - id: wrong_password\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{bad_pw}\", query: \"select 1\" }}\n",
             "  - id: unreachable\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"postgresql://postgres@127.0.0.1:1/postgres\", query: \"select 1\" }}\n",
             "  - id: no_table\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"select * from nope\" }}\n",
-            "  - id: script\n    type: sql\n    needs: [rows]\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\" }}\n",
+            "  - id: script\n    type: sql\n    needs: [rows]\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\", mode: write }}\n",
         ),
         url = url,
         bad_pw = bad_pw
@@ -232,6 +232,77 @@ fn sql_outputs_rows_and_fails_clearly_on_bad_input() {
         format!("postgres@127.0.0.1:{}/postgres: relation \"nope\" does not exist (SQLSTATE 42P01)", c.port)
     );
     assert_eq!(step(&show, "script")["outputs"]["rows"], serde_json::json!([{"n": "2"}]));
+}
+
+/// A `mode: read` query (the default) cannot change anything, whatever its first word:
+/// each of these starts like a read, writes, and must fail with no row changed.
+#[test]
+fn sql_read_mode_changes_nothing_whatever_the_text_says() {
+    let c = Cluster::start();
+    c.psql("create table orders (id int primary key, total int); insert into orders select g, g from generate_series(1, 10) g");
+    c.psql("create function purge() returns int language sql as $$ delete from orders returning 1 $$");
+    c.psql("create sequence s");
+    let env = Env::new();
+    let url = c.url();
+    let writes = [
+        ("explain_delete", "explain analyze delete from orders"),
+        ("function", "select purge()"),
+        ("select_into", "select * into copy_of_orders from orders"),
+        ("cte_delete", "with d as (delete from orders returning *) select count(*) from d"),
+        ("nextval", "select nextval('s')"),
+    ];
+    let mut body = String::new();
+    for (id, q) in writes {
+        body.push_str(&format!(
+            "  - id: {id}\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"{q}\" }}\n"
+        ));
+    }
+    body.push_str(&format!(
+        "  - id: script\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"select 1; delete from orders\" }}\n"
+    ));
+    body.push_str(&format!(
+        "  - id: read\n    type: sql\n    with: {{ url: \"{url}\", query: \"select count(*) as n from orders\", expect: {{ rows: [{{ n: 10 }}] }} }}\n"
+    ));
+    body.push_str(&format!(
+        "  - id: write\n    type: sql\n    needs: [read]\n    with: {{ url: \"{url}\", query: \"delete from orders where id > 5\", mode: write }}\n"
+    ));
+    let (code, show, out) = exec(&env, "ro", &body);
+    assert_eq!(code, 0, "{out}");
+    for (id, _) in writes {
+        assert_eq!(status(&show, id), "failed", "{id}: {out}");
+        assert_eq!(
+            step(&show, id)["error"],
+            format!(
+                "postgres@127.0.0.1:{}/postgres: the query tried to change data, but this step runs read-only (`mode: read`, the default); nothing was changed",
+                c.port
+            ),
+            "{id}"
+        );
+    }
+    assert!(out.contains("hint: if the query is meant to write, set `mode: write`"), "{out}");
+    assert!(
+        step(&show, "script")["error"].as_str().unwrap().ends_with("a `mode: read` query must be one statement"),
+        "{}",
+        step(&show, "script")["error"]
+    );
+    // The data proves it: only the `mode: write` step changed anything.
+    assert_eq!(c.psql("select count(*), sum(total) from orders"), "5|15");
+    assert_eq!(c.psql("select count(*) from pg_class where relname = 'copy_of_orders'"), "0");
+    assert_eq!(c.psql("select last_value, is_called from s"), "1|f");
+    // Read steps are idempotent (re-run after a crash), write steps are not.
+    let plan = env.run(&["plan", "ro.yaml", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap_or_default();
+    let idem = |id: &str| {
+        plan["levels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.as_array().into_iter().flatten())
+            .find(|s| s["id"] == id)
+            .map(|s| s["idempotent"].clone())
+    };
+    assert_eq!(idem("read"), Some(serde_json::json!(true)), "{plan}");
+    assert_eq!(idem("write"), Some(serde_json::json!(false)), "{plan}");
 }
 
 #[test]
