@@ -364,7 +364,7 @@ fn pg_dump_and_restore_one_table() {
 
     // A restore that fails is rolled back whole.
     c.psql("delete from orders where id > 400");
-    c.psql("create or replace function no() returns trigger language plpgsql as $$ begin if new.id = 450 then raise exception 'boom'; end if; return new; end $$; create trigger t before insert on orders for each row execute function no()");
+    c.psql("alter table orders add constraint small check (id < 450) not valid");
     let (code, show, _) = exec(
         &env,
         "d3",
@@ -375,6 +375,220 @@ fn pg_dump_and_restore_one_table() {
     assert_eq!(code, 1);
     assert!(step(&show, "repair")["error"].as_str().unwrap().starts_with("the restore was rolled back:"));
     assert_eq!(c.psql("select count(*) from orders"), "400");
+}
+
+fn restore(env: &Env, run_id: &str, url: &str, dump: &str, tables: &str) -> (i32, serde_json::Value, String) {
+    exec(
+        env,
+        run_id,
+        &format!(
+            "  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: {tables} }}\n"
+        ),
+    )
+}
+
+/// Mixed-case names, foreign keys inside and outside the set, triggers, sequences, and
+/// names that try to carry SQL; every success is checked by the data.
+#[test]
+fn pg_restore_names_keys_triggers_and_injection() {
+    let c = Cluster::start();
+    c.psql(concat!(
+        "create table orders (id int primary key, total int);",
+        "create table \"Orders\" (id int primary key, total int);",
+        "create table customers (id serial primary key, name text);",
+        "create table order_lines (id int primary key, customer_id int not null references customers, note text);",
+        "create table invoices (id int primary key, order_id int references \"Orders\");",
+        "create table audit (n serial, what text);",
+        "insert into orders select g, g * 10 from generate_series(1, 10) g;",
+        "insert into \"Orders\" select g, g * 100 from generate_series(1, 3) g;",
+        "insert into customers (name) select 'c' || g from generate_series(1, 5) g;",
+        "insert into order_lines select g, g % 5 + 1, 'orig-' || g from generate_series(1, 20) g;",
+        "insert into invoices values (1, 1);",
+    ));
+    // Triggers added after the data: an audit row per insert, a note rewritten on insert,
+    // one already disabled (it must stay disabled), one ALWAYS (it must stay ALWAYS).
+    c.psql(concat!(
+        "create function log() returns trigger language plpgsql as $$ begin insert into public.audit (what) values (tg_table_name || ' ' || new.id); return new; end $$;",
+        "create function touch() returns trigger language plpgsql as $$ begin new.note := 'touched'; return new; end $$;",
+        "create trigger customers_log after insert on customers for each row execute function log();",
+        "create trigger lines_touch before insert on order_lines for each row execute function touch();",
+        "create trigger lines_log after insert on order_lines for each row execute function log();",
+        "alter table order_lines disable trigger lines_log;",
+        "create trigger \"Customers Always\" after insert on customers for each row execute function log();",
+        "alter table customers enable always trigger \"Customers Always\";",
+    ));
+    let env = Env::new();
+    let url = c.url();
+    let (code, show, out) = exec(
+        &env,
+        "dump",
+        &format!("  - id: d\n    type: pg-dump\n    with: {{ url: \"{url}\", to: b/, format: custom }}\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let dump = step(&show, "d")["outputs"]["path"].as_str().unwrap().to_owned();
+
+    // The incident.
+    c.psql("delete from order_lines; delete from customers where id > 2; update customers set name = 'x'");
+    c.psql("select setval('customers_id_seq', 1)");
+    c.psql("update orders set total = 0; update \"Orders\" set total = -1");
+
+    // Child listed before parent, both restored in one TRUNCATE and parents-first load.
+    let (code, show, out) = restore(&env, "r1", &url, &dump, "[public.order_lines, customers]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.order_lines": 20, "customers": 5}));
+    assert_eq!(step(&show, "r")["outputs"]["sequences"], serde_json::json!(["\"public\".\"customers_id_seq\""]));
+    assert_eq!(c.psql("select string_agg(name, ',' order by id) from customers"), "c1,c2,c3,c4,c5");
+    assert_eq!(c.psql("select count(*) from order_lines where note = 'orig-' || id"), "20", "a trigger rewrote rows");
+    assert_eq!(c.psql("select count(*) from audit"), "0", "a trigger fired on restored rows");
+    assert_eq!(
+        c.psql(
+            "select string_agg(tgname || '=' || tgenabled::text, ',' order by tgname) from pg_trigger where not tgisinternal"
+        ),
+        "Customers Always=A,customers_log=O,lines_log=D,lines_touch=O",
+        "triggers were not put back as they were"
+    );
+    assert_eq!(c.psql("select nextval('customers_id_seq')"), "6", "the sequence was not set back");
+    assert_eq!(c.psql("select sum(total) from orders"), "0", "a table outside the set changed");
+    // The triggers work again after the restore.
+    c.psql("insert into customers (name) values ('new')");
+    assert_eq!(c.psql("select count(*) from audit"), "2");
+
+    // An unquoted name folds to lower case, as in SQL: `public.Orders` is `orders`.
+    let (code, show, out) = restore(&env, "r2", &url, &dump, "[public.Orders]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.Orders": 10}));
+    assert_eq!(c.psql("select sum(total) from orders"), "550");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "-3", "the mixed-case table was touched");
+
+    // "Orders" is referenced by invoices, which is not listed: refused, nothing emptied.
+    let (code, show, out) = restore(&env, "r3", &url, &dump, "['public.\"Orders\"']");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        step(&show, "r")["error"],
+        "table invoices references \"public\".\"Orders\" (foreign key \"invoices_order_id_fkey\"), and is not in `tables`"
+    );
+    assert!(out.contains("hint: add invoices to `tables` so both are restored together"), "{out}");
+    assert_eq!(c.psql("select count(*) from invoices"), "1");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "-3");
+
+    // With the referencing table in the set, it works.
+    let (code, _, out) = restore(&env, "r4", &url, &dump, "['public.\"Orders\"', invoices]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "600");
+    assert_eq!(c.psql("select count(*) from invoices"), "1");
+
+    // A name that is not in the dump.
+    let (code, show, _) = restore(&env, "r5", &url, &dump, "[public.nope]");
+    assert_eq!(code, 1);
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with("table \"public\".\"nope\" is not in the dump"), "{err}");
+    assert!(err.contains("public.Orders") && err.contains("public.order_lines"), "{err}");
+
+    // Injection attempts: in the playbook (refused before anything runs) and through an
+    // input (refused at run time); either way no SQL runs.
+    env.write(
+        "r6.yaml",
+        &format!("apiVersion: runbook/v1\nname: r6\nsteps:\n  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: ['orders; drop table customers'] }}\n"),
+    );
+    let r = env.run(&["exec", "r6.yaml", "--run-id", "r6"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("unexpected `;`"), "{}", r.all());
+    env.write(
+        "inj.yaml",
+        &format!(
+            "apiVersion: runbook/v1\nname: inj\ninputs:\n  tables: {{ type: list }}\nsteps:\n  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: \"{{{{ inputs.tables }}}}\" }}\n"
+        ),
+    );
+    for (i, evil) in
+        ["orders\"; drop table customers; --", "public.orders, customers cascade", "x.\"y\".z"].iter().enumerate()
+    {
+        let run_id = format!("inj{i}");
+        let r =
+            env.run(&["exec", "inj.yaml", "--run-id", &run_id, "-i", &format!("tables=[{}]", serde_json::json!(evil))]);
+        assert_eq!(r.code, 1, "{}", r.all());
+        assert!(step(&env.show(&run_id), "r")["error"].as_str().unwrap().starts_with("`with.tables.0`: "), "{}", r.all());
+    }
+    assert_eq!(c.psql("select count(*) from customers"), "6", "an injection got through");
+
+    // Triggers can be asked to fire (then they run once per restored row).
+    c.psql("truncate audit");
+    let (code, _, out) = exec(
+        &env,
+        "r7",
+        &format!(
+            "  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: [customers, order_lines], triggers: fire }}\n"
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.psql("select count(*) from audit"), "10", "customers_log and the ALWAYS trigger, 5 rows each");
+    assert_eq!(c.psql("select count(*) from order_lines where note = 'touched'"), "20");
+}
+
+/// A LATIN1 database round-trips byte for byte (table restore and whole plain dump), and
+/// a dump cut short is rolled back, never half committed.
+#[test]
+fn pg_restore_latin1_bytes_and_truncated_dumps() {
+    let c = Cluster::start();
+    c.psql("create database l1 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0");
+    c.psql("create database l2 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0");
+    // Every non-ASCII LATIN1 character, in a mixed-case, non-ASCII table name too.
+    c.psql_db("l1", "create table \"Caf\u{e9}\" (id int primary key, s text); insert into \"Caf\u{e9}\" select g, repeat(chr(g), 3) || ' ' || g from generate_series(160, 255) g");
+    c.psql_db("l1", "create table big (id int primary key, pad text); insert into big select g, repeat(md5(g::text), 4) from generate_series(1, 30000) g");
+    let fingerprint = |db: &str| {
+        c.psql_db(
+            db,
+            "select md5(string_agg(encode(convert_to(s, 'LATIN1'), 'hex'), ',' order by id)) from \"Caf\u{e9}\"",
+        )
+    };
+    let before = fingerprint("l1");
+    assert_eq!(
+        c.psql_db("l1", "select encode(convert_to(s, 'LATIN1'), 'hex') from \"Caf\u{e9}\" where id = 233"),
+        "e9e9e920323333"
+    );
+    let env = Env::new();
+    let base = c.url();
+    let base = base.strip_suffix("/postgres").unwrap();
+    let (l1, l2) = (format!("{base}/l1"), format!("{base}/l2"));
+    let (code, show, out) = exec(
+        &env,
+        "d",
+        &format!(
+            concat!(
+                "  - id: custom\n    type: pg-dump\n    with: {{ url: \"{l1}\", to: c.dump, format: custom }}\n",
+                "  - id: plain\n    type: pg-dump\n    with: {{ url: \"{l1}\", to: p.sql }}\n",
+            ),
+            l1 = l1
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let custom = step(&show, "custom")["outputs"]["path"].as_str().unwrap().to_owned();
+    let plain = step(&show, "plain")["outputs"]["path"].as_str().unwrap().to_owned();
+    c.psql_db("l1", "update \"Caf\u{e9}\" set s = 'x'; delete from big where id > 10");
+
+    let (code, show, out) = restore(&env, "r1", &l1, &custom, "['public.\"Caf\u{e9}\"']");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.\"Caf\u{e9}\"": 96}));
+    assert_eq!(fingerprint("l1"), before, "LATIN1 bytes changed");
+
+    let (code, _, out) = exec(
+        &env,
+        "r2",
+        &format!("  - id: r\n    type: pg-restore\n    with: {{ url: \"{l2}\", from: \"{plain}\" }}\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fingerprint("l2"), before, "LATIN1 bytes changed in a whole plain restore");
+    assert_eq!(c.psql_db("l2", "select count(*) from big"), "30000");
+
+    // The same dump cut in the middle of `big`'s data: pg_restore fails part-way, and
+    // nothing of the load is committed (not even the rows before the cut).
+    let bytes = std::fs::read(&custom).unwrap();
+    let cut = env.path("cut.dump");
+    std::fs::write(&cut, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let (code, show, out) = restore(&env, "r3", &l1, cut.to_str().unwrap(), "[big]");
+    assert_eq!(code, 1, "{out}");
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with("the restore was rolled back: pg_restore failed:"), "{err}");
+    assert_eq!(c.psql_db("l1", "select count(*) from big"), "10", "half a dump was committed");
 }
 
 #[test]

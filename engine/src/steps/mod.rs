@@ -12,6 +12,7 @@ mod export;
 mod http;
 mod notify;
 pub mod pg;
+pub mod pg_restore;
 pub mod pitr;
 mod redis;
 pub mod rls;
@@ -259,7 +260,7 @@ static KINDS: &[&dyn StepKind] = &[
     &http::Http,
     &notify::Notify,
     &dump::PgDump,
-    &dump::PgRestore,
+    &pg_restore::PgRestore,
     &pitr::Pitr,
     &redis::RedisPing,
     &rollback::RollbackDeploy,
