@@ -506,7 +506,11 @@ fn pg_restore_names_keys_triggers_and_injection() {
         let r =
             env.run(&["exec", "inj.yaml", "--run-id", &run_id, "-i", &format!("tables=[{}]", serde_json::json!(evil))]);
         assert_eq!(r.code, 1, "{}", r.all());
-        assert!(step(&env.show(&run_id), "r")["error"].as_str().unwrap().starts_with("`with.tables.0`: "), "{}", r.all());
+        assert!(
+            step(&env.show(&run_id), "r")["error"].as_str().unwrap().starts_with("`with.tables.0`: "),
+            "{}",
+            r.all()
+        );
     }
     assert_eq!(c.psql("select count(*) from customers"), "6", "an injection got through");
 

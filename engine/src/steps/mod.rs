@@ -6,6 +6,7 @@
 //! [`StepContext`], and returns outputs or an error.
 
 mod approval;
+mod backups;
 mod check_status;
 mod dump;
 mod export;
@@ -262,6 +263,7 @@ static KINDS: &[&dyn StepKind] = &[
     &dump::PgDump,
     &pg_restore::PgRestore,
     &pitr::Pitr,
+    &backups::CheckBackups,
     &redis::RedisPing,
     &rollback::RollbackDeploy,
     &rotate::RotateSecret,
