@@ -358,3 +358,48 @@ async fn check_backups_compares_the_newest_restore_point_with_max_age() {
     assert_eq!(r.code, 1);
     assert!(r.all().contains("HTTP 401: Unauthorized"), "{}", r.all());
 }
+
+/// The scheduled playbook, as shipped, against the strict fake.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_freshness_playbook_runs_as_shipped() {
+    let (server, _) = strict(daily(jiff::Timestamp::now()), "restore", json!({}), &["ACTIVE_HEALTHY"]).await;
+    let env = Env::new();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../playbooks/backup-freshness.yaml");
+    let api = format!("supabase_api={}", server.uri());
+    let args = |id: &'static str, max: &'static str| {
+        let mut cmd = env.command(&[
+            "exec",
+            file,
+            "--run-id",
+            id,
+            "-i",
+            &format!("supabase_project_ref={REF}"),
+            "-i",
+            &api,
+            "-i",
+            max,
+        ]);
+        cmd.env("SUPABASE_ACCESS_TOKEN", TOKEN);
+        cmd
+    };
+    let (ok, stale) = (args("ok", "max_age=26h"), args("stale", "max_age=1h"));
+    let ok = tokio::task::spawn_blocking(move || {
+        crate::support::finish({
+            let mut c = ok;
+            c.output().unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    let stale = tokio::task::spawn_blocking(move || {
+        crate::support::finish({
+            let mut c = stale;
+            c.output().unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(stale.code, 1, "{}", stale.all());
+    assert!(step(&env.show("stale"), "freshness")["error"].as_str().unwrap().ends_with("more than max_age 1h"));
+}
