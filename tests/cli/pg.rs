@@ -583,6 +583,16 @@ fn pg_restore_latin1_bytes_and_truncated_dumps() {
     assert_eq!(fingerprint("l2"), before, "LATIN1 bytes changed in a whole plain restore");
     assert_eq!(c.psql_db("l2", "select count(*) from big"), "30000");
 
+    // psql fails early in a big load (a constraint the 100th row breaks): the step stops
+    // pg_restore instead of waiting on its full pipe, and reports PostgreSQL's error.
+    c.psql_db("l1", "alter table big add constraint small check (id < 100) not valid");
+    let (code, show, out) = restore(&env, "r4", &l1, &custom, "[big]");
+    assert_eq!(code, 1, "{out}");
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("violates check constraint \"small\""), "{err}");
+    assert_eq!(c.psql_db("l1", "select count(*) from big"), "10");
+    c.psql_db("l1", "alter table big drop constraint small");
+
     // The same dump cut in the middle of `big`'s data: pg_restore fails part-way, and
     // nothing of the load is committed (not even the rows before the cut).
     let bytes = std::fs::read(&custom).unwrap();

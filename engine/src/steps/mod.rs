@@ -256,6 +256,7 @@ impl<T: TypedStep> StepKind for T {
 /// Alphabetical: error messages list them in this order.
 static KINDS: &[&dyn StepKind] = &[
     &approval::Approval,
+    &backups::CheckBackups,
     &check_status::CheckStatus,
     &export::ExportSecrets,
     &http::Http,
@@ -263,7 +264,6 @@ static KINDS: &[&dyn StepKind] = &[
     &dump::PgDump,
     &pg_restore::PgRestore,
     &pitr::Pitr,
-    &backups::CheckBackups,
     &redis::RedisPing,
     &rollback::RollbackDeploy,
     &rotate::RotateSecret,

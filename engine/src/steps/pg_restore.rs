@@ -25,7 +25,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 pub struct PgRestore;
 
@@ -521,6 +521,10 @@ fn parents_first(oids: &[u32], child_parent: &[(u32, u32)]) -> Vec<u32> {
 }
 
 /// `pg_restore` (data of the listed entries) piped into `psql`, in one transaction.
+///
+/// psql's stdin is one end of a socket pair, written with `send(MSG_NOSIGNAL)`: when psql
+/// quits on an error, runbook gets EPIPE instead of a SIGPIPE that would kill it (it
+/// restores SIGPIPE's default disposition for `runbook show | head`).
 async fn load(
     from: &Path,
     list_file: &Path,
@@ -529,36 +533,43 @@ async fn load(
     pre: &str,
     post: &str,
 ) -> Result<(), StepError> {
-    let mut dump = pg_command("pg_restore", None);
-    dump.args(["--data-only", "--file=-", "--use-list"])
-        .arg(list_file)
-        .arg(from)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut psql = pg_command("psql", None);
-    psql.arg("--dbname")
-        .arg(conn)
-        .args(["--no-password", "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"])
-        .envs(env.iter().cloned())
-        // Our own statements are UTF-8; the dump switches to its encoding itself.
-        .env("PGCLIENTENCODING", "UTF8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut psql = psql.spawn().map_err(tool_missing)?;
-    let mut dump = match dump.spawn() {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = psql.start_kill();
-            return Err(tool_missing(e));
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| StepError::failed(format!("cannot create a socket pair for psql: {e}")))?;
+    // The command (and its copy of psql's end) is dropped right after the spawn: with a
+    // copy left open here, psql's exit would not be seen as EPIPE.
+    let mut psql = {
+        let mut cmd = pg_command("psql", None);
+        cmd.arg("--dbname")
+            .arg(conn)
+            .args(["--no-password", "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"])
+            .envs(env.iter().cloned())
+            // Our own statements are UTF-8; the dump switches to its encoding itself.
+            .env("PGCLIENTENCODING", "UTF8")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().map_err(tool_missing)?
+    };
+    let mut dump = {
+        let mut cmd = pg_command("pg_restore", None);
+        cmd.args(["--data-only", "--file=-", "--use-list"])
+            .arg(list_file)
+            .arg(from)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match cmd.spawn() {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = psql.start_kill();
+                return Err(tool_missing(e));
+            }
         }
     };
     let drain = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
         tokio::spawn(async move {
             let mut buf = Vec::new();
             if let Some(mut r) = r {
-                // Keep only the end: psql echoes nothing with --quiet, but a failing dump
-                // can be chatty; the tail has the error.
+                // Keep only the end: the error is there.
                 let mut chunk = vec![0u8; 64 * 1024];
                 while let Ok(n) = r.read(&mut chunk).await {
                     if n == 0 {
@@ -576,26 +587,50 @@ async fn load(
     let psql_out = drain(psql.stdout.take().map(|s| Box::new(s) as _));
     let psql_err = drain(psql.stderr.take().map(|s| Box::new(s) as _));
     let dump_err = drain(dump.stderr.take().map(|s| Box::new(s) as _));
-    let mut stdin = psql.stdin.take().expect("piped");
-    let mut source = dump.stdout.take().expect("piped");
-    // Copy in 64 KiB chunks: memory stays flat whatever the dump's size.
-    let copied: std::io::Result<()> = async {
-        stdin.write_all(pre.as_bytes()).await?;
+    let source = dump
+        .stdout
+        .take()
+        .expect("piped")
+        .into_owned_fd()
+        .map_err(|e| StepError::failed(format!("reading pg_restore's output: {e}")))?;
+    let pre = pre.to_owned();
+    // Copy in 64 KiB chunks on a blocking thread: memory stays flat whatever the dump's size.
+    let copied = tokio::task::spawn_blocking(move || -> std::io::Result<std::os::unix::net::UnixStream> {
+        use std::io::Read as _;
+        set_blocking(&source)?;
+        send_all(&ours, pre.as_bytes())?;
+        let mut source = std::fs::File::from(source);
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            let n = source.read(&mut chunk).await?;
+            let n = source.read(&mut chunk)?;
             if n == 0 {
-                break;
+                return Ok(ours);
             }
-            stdin.write_all(&chunk[..n]).await?;
+            send_all(&ours, &chunk[..n])?;
         }
-        Ok(())
-    }
-    .await;
+    })
+    .await
+    .map_err(|e| StepError::failed(format!("copying the dump into psql: {e}")))?;
+    let ours = match copied {
+        Ok(ours) => ours,
+        Err(_) => {
+            // psql stopped reading (it hit an error and quit): stop pg_restore too; psql's
+            // own error is the one to report.
+            let _ = dump.start_kill();
+            let _ = dump.wait().await;
+            let _ = psql.wait().await;
+            let err = psql_err.await.unwrap_or_default();
+            return Err(StepError::failed(format!(
+                "the restore was rolled back: {}",
+                tail_lines(&String::from_utf8_lossy(&err), 5)
+            )));
+        }
+    };
     let dump_status = dump.wait().await.map_err(|e| StepError::failed(format!("waiting for pg_restore: {e}")))?;
     let dump_err = dump_err.await.unwrap_or_default();
     if !dump_status.success() {
-        // Never COMMIT what may be half a dump: closing psql without it rolls back.
+        // Never COMMIT what may be half a dump: psql dies without it, and the server
+        // rolls the transaction back.
         let _ = psql.start_kill();
         let _ = psql.wait().await;
         return Err(StepError::failed(format!(
@@ -603,11 +638,10 @@ async fn load(
             tail_lines(&String::from_utf8_lossy(&dump_err), 5)
         )));
     }
-    let finished = match copied {
-        Ok(()) => stdin.write_all(post.as_bytes()).await,
-        Err(e) => Err(e),
-    };
-    drop(stdin);
+    let post = post.to_owned();
+    let finished = tokio::task::spawn_blocking(move || send_all(&ours, post.as_bytes()))
+        .await
+        .map_err(|e| StepError::failed(format!("copying the dump into psql: {e}")))?;
     let status = psql.wait().await.map_err(|e| StepError::failed(format!("waiting for psql: {e}")))?;
     let err = psql_err.await.unwrap_or_default();
     let _ = psql_out.await;
@@ -616,6 +650,36 @@ async fn load(
             "the restore was rolled back: {}",
             tail_lines(&String::from_utf8_lossy(&err), 5)
         )));
+    }
+    Ok(())
+}
+
+fn set_blocking(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own, with flags read from it.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`; a closed peer is an EPIPE error, never a SIGPIPE.
+fn send_all(sock: &std::os::unix::net::UnixStream, mut buf: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        // SAFETY: a valid socket and a live buffer of `buf.len()` bytes.
+        let n = unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
     }
     Ok(())
 }
