@@ -711,7 +711,7 @@ fn destructive_steps_refuse_a_target_that_is_the_source() {
                 "  - id: restore_table\n    type: pg-restore\n    needs: [restore]\n    trigger: always\n",
                 "    with: {{ url: \"{s}\", from: missing.dump, not_same_as: \"{p}\" }}\n",
                 "  - id: cleanup\n    type: sql\n    needs: [restore]\n    trigger: always\n",
-                "    with: {{ url: \"{s}\", not_same_as: \"{p}\", query: \"drop schema public cascade\" }}\n",
+                "    with: {{ url: \"{s}\", not_same_as: \"{p}\", query: \"drop schema public cascade\", mode: write }}\n",
             ),
             s = scratch_url,
             p = prod
