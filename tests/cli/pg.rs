@@ -197,7 +197,7 @@ fn sql_outputs_rows_and_fails_clearly_on_bad_input() {
             "  - id: wrong_password\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{bad_pw}\", query: \"select 1\" }}\n",
             "  - id: unreachable\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"postgresql://postgres@127.0.0.1:1/postgres\", query: \"select 1\" }}\n",
             "  - id: no_table\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"select * from nope\" }}\n",
-            "  - id: script\n    type: sql\n    needs: [rows]\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\" }}\n",
+            "  - id: script\n    type: sql\n    needs: [rows]\n    with: {{ url: \"{url}\", query: \"update orders set note = 'x'; select count(*) as n from orders where note = 'x'\", mode: write }}\n",
         ),
         url = url,
         bad_pw = bad_pw
@@ -232,6 +232,77 @@ fn sql_outputs_rows_and_fails_clearly_on_bad_input() {
         format!("postgres@127.0.0.1:{}/postgres: relation \"nope\" does not exist (SQLSTATE 42P01)", c.port)
     );
     assert_eq!(step(&show, "script")["outputs"]["rows"], serde_json::json!([{"n": "2"}]));
+}
+
+/// A `mode: read` query (the default) cannot change anything, whatever its first word:
+/// each of these starts like a read, writes, and must fail with no row changed.
+#[test]
+fn sql_read_mode_changes_nothing_whatever_the_text_says() {
+    let c = Cluster::start();
+    c.psql("create table orders (id int primary key, total int); insert into orders select g, g from generate_series(1, 10) g");
+    c.psql("create function purge() returns int language sql as $$ delete from orders returning 1 $$");
+    c.psql("create sequence s");
+    let env = Env::new();
+    let url = c.url();
+    let writes = [
+        ("explain_delete", "explain analyze delete from orders"),
+        ("function", "select purge()"),
+        ("select_into", "select * into copy_of_orders from orders"),
+        ("cte_delete", "with d as (delete from orders returning *) select count(*) from d"),
+        ("nextval", "select nextval('s')"),
+    ];
+    let mut body = String::new();
+    for (id, q) in writes {
+        body.push_str(&format!(
+            "  - id: {id}\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"{q}\" }}\n"
+        ));
+    }
+    body.push_str(&format!(
+        "  - id: script\n    type: sql\n    continue_on_error: true\n    with: {{ url: \"{url}\", query: \"select 1; delete from orders\" }}\n"
+    ));
+    body.push_str(&format!(
+        "  - id: read\n    type: sql\n    with: {{ url: \"{url}\", query: \"select count(*) as n from orders\", expect: {{ rows: [{{ n: 10 }}] }} }}\n"
+    ));
+    body.push_str(&format!(
+        "  - id: write\n    type: sql\n    needs: [read]\n    with: {{ url: \"{url}\", query: \"delete from orders where id > 5\", mode: write }}\n"
+    ));
+    let (code, show, out) = exec(&env, "ro", &body);
+    assert_eq!(code, 0, "{out}");
+    for (id, _) in writes {
+        assert_eq!(status(&show, id), "failed", "{id}: {out}");
+        assert_eq!(
+            step(&show, id)["error"],
+            format!(
+                "postgres@127.0.0.1:{}/postgres: the query tried to change data, but this step runs read-only (`mode: read`, the default); nothing was changed",
+                c.port
+            ),
+            "{id}"
+        );
+    }
+    assert!(out.contains("hint: if the query is meant to write, set `mode: write`"), "{out}");
+    assert!(
+        step(&show, "script")["error"].as_str().unwrap().ends_with("a `mode: read` query must be one statement"),
+        "{}",
+        step(&show, "script")["error"]
+    );
+    // The data proves it: only the `mode: write` step changed anything.
+    assert_eq!(c.psql("select count(*), sum(total) from orders"), "5|15");
+    assert_eq!(c.psql("select count(*) from pg_class where relname = 'copy_of_orders'"), "0");
+    assert_eq!(c.psql("select last_value, is_called from s"), "1|f");
+    // Read steps are idempotent (re-run after a crash), write steps are not.
+    let plan = env.run(&["plan", "ro.yaml", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap_or_default();
+    let idem = |id: &str| {
+        plan["levels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.as_array().into_iter().flatten())
+            .find(|s| s["id"] == id)
+            .map(|s| s["idempotent"].clone())
+    };
+    assert_eq!(idem("read"), Some(serde_json::json!(true)), "{plan}");
+    assert_eq!(idem("write"), Some(serde_json::json!(false)), "{plan}");
 }
 
 #[test]
@@ -293,7 +364,7 @@ fn pg_dump_and_restore_one_table() {
 
     // A restore that fails is rolled back whole.
     c.psql("delete from orders where id > 400");
-    c.psql("create or replace function no() returns trigger language plpgsql as $$ begin if new.id = 450 then raise exception 'boom'; end if; return new; end $$; create trigger t before insert on orders for each row execute function no()");
+    c.psql("alter table orders add constraint small check (id < 450) not valid");
     let (code, show, _) = exec(
         &env,
         "d3",
@@ -304,6 +375,234 @@ fn pg_dump_and_restore_one_table() {
     assert_eq!(code, 1);
     assert!(step(&show, "repair")["error"].as_str().unwrap().starts_with("the restore was rolled back:"));
     assert_eq!(c.psql("select count(*) from orders"), "400");
+}
+
+fn restore(env: &Env, run_id: &str, url: &str, dump: &str, tables: &str) -> (i32, serde_json::Value, String) {
+    exec(
+        env,
+        run_id,
+        &format!(
+            "  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: {tables} }}\n"
+        ),
+    )
+}
+
+/// Mixed-case names, foreign keys inside and outside the set, triggers, sequences, and
+/// names that try to carry SQL; every success is checked by the data.
+#[test]
+fn pg_restore_names_keys_triggers_and_injection() {
+    let c = Cluster::start();
+    c.psql(concat!(
+        "create table orders (id int primary key, total int);",
+        "create table \"Orders\" (id int primary key, total int);",
+        "create table customers (id serial primary key, name text);",
+        "create table order_lines (id int primary key, customer_id int not null references customers, note text);",
+        "create table invoices (id int primary key, order_id int references \"Orders\");",
+        "create table audit (n serial, what text);",
+        "insert into orders select g, g * 10 from generate_series(1, 10) g;",
+        "insert into \"Orders\" select g, g * 100 from generate_series(1, 3) g;",
+        "insert into customers (name) select 'c' || g from generate_series(1, 5) g;",
+        "insert into order_lines select g, g % 5 + 1, 'orig-' || g from generate_series(1, 20) g;",
+        "insert into invoices values (1, 1);",
+    ));
+    // Triggers added after the data: an audit row per insert, a note rewritten on insert,
+    // one already disabled (it must stay disabled), one ALWAYS (it must stay ALWAYS).
+    c.psql(concat!(
+        "create function log() returns trigger language plpgsql as $$ begin insert into public.audit (what) values (tg_table_name || ' ' || new.id); return new; end $$;",
+        "create function touch() returns trigger language plpgsql as $$ begin new.note := 'touched'; return new; end $$;",
+        "create trigger customers_log after insert on customers for each row execute function log();",
+        "create trigger lines_touch before insert on order_lines for each row execute function touch();",
+        "create trigger lines_log after insert on order_lines for each row execute function log();",
+        "alter table order_lines disable trigger lines_log;",
+        "create trigger \"Customers Always\" after insert on customers for each row execute function log();",
+        "alter table customers enable always trigger \"Customers Always\";",
+    ));
+    let env = Env::new();
+    let url = c.url();
+    let (code, show, out) = exec(
+        &env,
+        "dump",
+        &format!("  - id: d\n    type: pg-dump\n    with: {{ url: \"{url}\", to: b/, format: custom }}\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let dump = step(&show, "d")["outputs"]["path"].as_str().unwrap().to_owned();
+
+    // The incident.
+    c.psql("delete from order_lines; delete from customers where id > 2; update customers set name = 'x'");
+    c.psql("select setval('customers_id_seq', 1)");
+    c.psql("update orders set total = 0; update \"Orders\" set total = -1");
+
+    // Child listed before parent, both restored in one TRUNCATE and parents-first load.
+    let (code, show, out) = restore(&env, "r1", &url, &dump, "[public.order_lines, customers]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.order_lines": 20, "customers": 5}));
+    assert_eq!(step(&show, "r")["outputs"]["sequences"], serde_json::json!(["\"public\".\"customers_id_seq\""]));
+    assert_eq!(c.psql("select string_agg(name, ',' order by id) from customers"), "c1,c2,c3,c4,c5");
+    assert_eq!(c.psql("select count(*) from order_lines where note = 'orig-' || id"), "20", "a trigger rewrote rows");
+    assert_eq!(c.psql("select count(*) from audit"), "0", "a trigger fired on restored rows");
+    assert_eq!(
+        c.psql(
+            "select string_agg(tgname || '=' || tgenabled::text, ',' order by tgname) from pg_trigger where not tgisinternal"
+        ),
+        "Customers Always=A,customers_log=O,lines_log=D,lines_touch=O",
+        "triggers were not put back as they were"
+    );
+    assert_eq!(c.psql("select nextval('customers_id_seq')"), "6", "the sequence was not set back");
+    assert_eq!(c.psql("select sum(total) from orders"), "0", "a table outside the set changed");
+    // The triggers work again after the restore.
+    c.psql("insert into customers (name) values ('new')");
+    assert_eq!(c.psql("select count(*) from audit"), "2");
+
+    // An unquoted name folds to lower case, as in SQL: `public.Orders` is `orders`.
+    let (code, show, out) = restore(&env, "r2", &url, &dump, "[public.Orders]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.Orders": 10}));
+    assert_eq!(c.psql("select sum(total) from orders"), "550");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "-3", "the mixed-case table was touched");
+
+    // "Orders" is referenced by invoices, which is not listed: refused, nothing emptied.
+    let (code, show, out) = restore(&env, "r3", &url, &dump, "['public.\"Orders\"']");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        step(&show, "r")["error"],
+        "table invoices references \"public\".\"Orders\" (foreign key \"invoices_order_id_fkey\"), and is not in `tables`"
+    );
+    assert!(out.contains("hint: add invoices to `tables` so both are restored together"), "{out}");
+    assert_eq!(c.psql("select count(*) from invoices"), "1");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "-3");
+
+    // With the referencing table in the set, it works.
+    let (code, _, out) = restore(&env, "r4", &url, &dump, "['public.\"Orders\"', invoices]");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.psql("select sum(total) from \"Orders\""), "600");
+    assert_eq!(c.psql("select count(*) from invoices"), "1");
+
+    // A name that is not in the dump.
+    let (code, show, _) = restore(&env, "r5", &url, &dump, "[public.nope]");
+    assert_eq!(code, 1);
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with("table \"public\".\"nope\" is not in the dump"), "{err}");
+    assert!(err.contains("public.Orders") && err.contains("public.order_lines"), "{err}");
+
+    // Injection attempts: in the playbook (refused before anything runs) and through an
+    // input (refused at run time); either way no SQL runs.
+    env.write(
+        "r6.yaml",
+        &format!("apiVersion: runbook/v1\nname: r6\nsteps:\n  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: ['orders; drop table customers'] }}\n"),
+    );
+    let r = env.run(&["exec", "r6.yaml", "--run-id", "r6"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("unexpected `;`"), "{}", r.all());
+    env.write(
+        "inj.yaml",
+        &format!(
+            "apiVersion: runbook/v1\nname: inj\ninputs:\n  tables: {{ type: list }}\nsteps:\n  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: \"{{{{ inputs.tables }}}}\" }}\n"
+        ),
+    );
+    for (i, evil) in
+        ["orders\"; drop table customers; --", "public.orders, customers cascade", "x.\"y\".z"].iter().enumerate()
+    {
+        let run_id = format!("inj{i}");
+        let r =
+            env.run(&["exec", "inj.yaml", "--run-id", &run_id, "-i", &format!("tables=[{}]", serde_json::json!(evil))]);
+        assert_eq!(r.code, 1, "{}", r.all());
+        assert!(
+            step(&env.show(&run_id), "r")["error"].as_str().unwrap().starts_with("`with.tables.0`: "),
+            "{}",
+            r.all()
+        );
+    }
+    assert_eq!(c.psql("select count(*) from customers"), "6", "an injection got through");
+
+    // Triggers can be asked to fire (then they run once per restored row).
+    c.psql("truncate audit");
+    let (code, _, out) = exec(
+        &env,
+        "r7",
+        &format!(
+            "  - id: r\n    type: pg-restore\n    with: {{ url: \"{url}\", from: \"{dump}\", tables: [customers, order_lines], triggers: fire }}\n"
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.psql("select count(*) from audit"), "10", "customers_log and the ALWAYS trigger, 5 rows each");
+    assert_eq!(c.psql("select count(*) from order_lines where note = 'touched'"), "20");
+}
+
+/// A LATIN1 database round-trips byte for byte (table restore and whole plain dump), and
+/// a dump cut short is rolled back, never half committed.
+#[test]
+fn pg_restore_latin1_bytes_and_truncated_dumps() {
+    let c = Cluster::start();
+    c.psql("create database l1 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0");
+    c.psql("create database l2 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0");
+    // Every non-ASCII LATIN1 character, in a mixed-case, non-ASCII table name too.
+    c.psql_db("l1", "create table \"Caf\u{e9}\" (id int primary key, s text); insert into \"Caf\u{e9}\" select g, repeat(chr(g), 3) || ' ' || g from generate_series(160, 255) g");
+    c.psql_db("l1", "create table big (id int primary key, pad text); insert into big select g, repeat(md5(g::text), 4) from generate_series(1, 30000) g");
+    let fingerprint = |db: &str| {
+        c.psql_db(
+            db,
+            "select md5(string_agg(encode(convert_to(s, 'LATIN1'), 'hex'), ',' order by id)) from \"Caf\u{e9}\"",
+        )
+    };
+    let before = fingerprint("l1");
+    assert_eq!(
+        c.psql_db("l1", "select encode(convert_to(s, 'LATIN1'), 'hex') from \"Caf\u{e9}\" where id = 233"),
+        "e9e9e920323333"
+    );
+    let env = Env::new();
+    let base = c.url();
+    let base = base.strip_suffix("/postgres").unwrap();
+    let (l1, l2) = (format!("{base}/l1"), format!("{base}/l2"));
+    let (code, show, out) = exec(
+        &env,
+        "d",
+        &format!(
+            concat!(
+                "  - id: custom\n    type: pg-dump\n    with: {{ url: \"{l1}\", to: c.dump, format: custom }}\n",
+                "  - id: plain\n    type: pg-dump\n    with: {{ url: \"{l1}\", to: p.sql }}\n",
+            ),
+            l1 = l1
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let custom = step(&show, "custom")["outputs"]["path"].as_str().unwrap().to_owned();
+    let plain = step(&show, "plain")["outputs"]["path"].as_str().unwrap().to_owned();
+    c.psql_db("l1", "update \"Caf\u{e9}\" set s = 'x'; delete from big where id > 10");
+
+    let (code, show, out) = restore(&env, "r1", &l1, &custom, "['public.\"Caf\u{e9}\"']");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "r")["outputs"]["tables"], serde_json::json!({"public.\"Caf\u{e9}\"": 96}));
+    assert_eq!(fingerprint("l1"), before, "LATIN1 bytes changed");
+
+    let (code, _, out) = exec(
+        &env,
+        "r2",
+        &format!("  - id: r\n    type: pg-restore\n    with: {{ url: \"{l2}\", from: \"{plain}\" }}\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fingerprint("l2"), before, "LATIN1 bytes changed in a whole plain restore");
+    assert_eq!(c.psql_db("l2", "select count(*) from big"), "30000");
+
+    // psql fails early in a big load (a constraint the 100th row breaks): the step stops
+    // pg_restore instead of waiting on its full pipe, and reports PostgreSQL's error.
+    c.psql_db("l1", "alter table big add constraint small check (id < 100) not valid");
+    let (code, show, out) = restore(&env, "r4", &l1, &custom, "[big]");
+    assert_eq!(code, 1, "{out}");
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.contains("violates check constraint \"small\""), "{err}");
+    assert_eq!(c.psql_db("l1", "select count(*) from big"), "10");
+    c.psql_db("l1", "alter table big drop constraint small");
+
+    // The same dump cut in the middle of `big`'s data: pg_restore fails part-way, and
+    // nothing of the load is committed (not even the rows before the cut).
+    let bytes = std::fs::read(&custom).unwrap();
+    let cut = env.path("cut.dump");
+    std::fs::write(&cut, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let (code, show, out) = restore(&env, "r3", &l1, cut.to_str().unwrap(), "[big]");
+    assert_eq!(code, 1, "{out}");
+    let err = step(&show, "r")["error"].as_str().unwrap().to_owned();
+    assert!(err.starts_with("the restore was rolled back: pg_restore failed:"), "{err}");
+    assert_eq!(c.psql_db("l1", "select count(*) from big"), "10", "half a dump was committed");
 }
 
 #[test]
@@ -412,7 +711,7 @@ fn destructive_steps_refuse_a_target_that_is_the_source() {
                 "  - id: restore_table\n    type: pg-restore\n    needs: [restore]\n    trigger: always\n",
                 "    with: {{ url: \"{s}\", from: missing.dump, not_same_as: \"{p}\" }}\n",
                 "  - id: cleanup\n    type: sql\n    needs: [restore]\n    trigger: always\n",
-                "    with: {{ url: \"{s}\", not_same_as: \"{p}\", query: \"drop schema public cascade\" }}\n",
+                "    with: {{ url: \"{s}\", not_same_as: \"{p}\", query: \"drop schema public cascade\", mode: write }}\n",
             ),
             s = scratch_url,
             p = prod

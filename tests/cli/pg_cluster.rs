@@ -170,7 +170,9 @@ impl Cluster {
             .arg(port.to_string())
             .arg("-c")
             .arg(sql)
-            .env("PGPASSWORD", PASSWORD);
+            .env("PGPASSWORD", PASSWORD)
+            // Our SQL text is UTF-8 (names like "Café"), whatever the locale says.
+            .env("PGCLIENTENCODING", "UTF8");
         run(c, &format!("psql {sql}")).trim().to_owned()
     }
 

@@ -56,7 +56,7 @@ fn unknown_step_type_lists_known_ones() {
     has(&e, "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)");
     has(
         &e,
-        "  hint: known types: approval, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait",
+        "  hint: known types: approval, check-backups, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait",
     );
 }
 

@@ -83,6 +83,10 @@ pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
                 "step": id,
                 "target_time": s.outputs.get("target_time"),
                 "recovered_to": s.outputs.get("recovered_to"),
+                // A provider that does not report its recovery point gives `false`: such a
+                // value never counts as evidence that the RPO was met.
+                "recovered_to_verified": s.outputs.get("recovered_to_verified").cloned()
+                    .unwrap_or(Value::Bool(s.outputs.get("recovered_to").is_some_and(|v| !v.is_null()))),
                 "duration_ms": s.outputs.get("duration_ms"),
             })
         })
@@ -133,8 +137,10 @@ fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores
     // RPO: what a restore gave up, measured from the restore point to when the run began
     // (the incident was being handled by then).
     let started = ts(&state.started_at);
+    let verified = |r: &&Value| r.get("recovered_to_verified").and_then(Value::as_bool) == Some(true);
     let lost: Option<Duration> = restores
         .iter()
+        .filter(verified)
         .filter_map(|r| r.get("recovered_to").and_then(Value::as_str).and_then(ts))
         .filter_map(|rec| Duration::try_from(started?.duration_since(rec)).ok())
         .max();
@@ -144,12 +150,12 @@ fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores
             lost.map(|l| if l <= d.0 { "met" } else { "missed" }).or(if restores.is_empty() {
                 Some("no restore in this run")
             } else {
-                None
+                Some("unverified: the restore's recovery point was not reported by the provider")
             }),
         ),
         Some(RpoValue::Text(t)) if t == "point-in-time" => (
             Some(t.clone()),
-            Some(if restores.iter().any(|r| r.get("recovered_to").is_some_and(|v| !v.is_null())) {
+            Some(if restores.iter().filter(verified).any(|r| r.get("recovered_to").is_some_and(|v| !v.is_null())) {
                 "met: restored to a point in time"
             } else if restores.is_empty() {
                 "no restore in this run"

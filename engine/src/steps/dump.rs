@@ -1,11 +1,11 @@
-//! `pg-dump` and `pg-restore`: the manual backups of the DR document (`pg_dump` full and
-//! schema-only) and restoring chosen tables from them, with the PostgreSQL client tools.
-//! Passwords travel in PGPASSWORD, never on a command line.
+//! `pg-dump`: the manual backups of the DR document (`pg_dump` full and schema-only), with
+//! the PostgreSQL client tools (`pg-restore` is in pg_restore.rs). Passwords travel in
+//! PGPASSWORD, never on a command line.
 
 use super::pg;
 use super::pitr::pg_command;
 use super::support::tail_lines;
-use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
+use super::{Outputs, StepContext, StepError, TypedStep};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -281,132 +281,4 @@ fn digest(path: &Path) -> Result<(u64, String), StepError> {
         h.update(&buf[..n]);
     }
     Ok((total, crate::playbook::hex(&h.finalize())))
-}
-
-pub struct PgRestore;
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreParams {
-    /// The database to restore into.
-    pub url: String,
-    /// A dump written by `pg-dump` (custom format for table-by-table restores).
-    pub from: String,
-    /// Restore only these tables (`schema.table`); their rows are replaced, their schema and
-    /// policies are kept. Empty: restore the whole dump.
-    #[serde(default)]
-    pub tables: Vec<String>,
-    /// A database this restore must never write to (production, the dump's source): the
-    /// step is refused, before it connects, when `url` is the same host, port and database.
-    #[serde(default)]
-    pub not_same_as: Option<String>,
-}
-
-impl TypedStep for PgRestore {
-    const NAME: &'static str = "pg-restore";
-    const SUMMARY: &'static str = "restore chosen tables (or all) from a dump, in one transaction";
-    type Params = RestoreParams;
-
-    fn idempotent(_: &RestoreParams) -> bool {
-        false
-    }
-
-    fn validate(p: &RestoreParams) -> Result<(), ParamError> {
-        if p.tables.iter().any(|t| t.trim().is_empty()) {
-            return Err(ParamError::at("tables", "a table name is empty"));
-        }
-        Ok(())
-    }
-
-    fn plan(p: &RestoreParams) -> String {
-        let url = pg::label(&p.url);
-        if p.tables.is_empty() {
-            format!("restore all of {} into {url}", p.from)
-        } else {
-            format!("replace the rows of {} in {url} with those in {}", p.tables.join(", "), p.from)
-        }
-    }
-
-    async fn run(&self, ctx: &StepContext, p: RestoreParams) -> Result<Outputs, StepError> {
-        let started = Instant::now();
-        super::same_db::refuse_same(&p.url, p.not_same_as.as_deref(), &pg::label(&p.url)).await?;
-        let from = ctx.work_dir.join(&p.from);
-        if !from.is_file() {
-            return Err(StepError::failed(format!("dump {} does not exist", from.display())));
-        }
-        let (conn, env) = pg::tool_env(&p.url)?;
-        let custom = std::fs::File::open(&from)
-            .and_then(|mut f| {
-                let mut magic = [0u8; 5];
-                f.read_exact(&mut magic).map(|_| &magic == b"PGDMP")
-            })
-            .unwrap_or(false);
-        // The SQL to run: the whole plain dump, or the chosen tables' data from a custom one.
-        let mut script = String::from("\\set ON_ERROR_STOP on\n");
-        if custom {
-            let mut list = pg_command("pg_restore", None);
-            list.arg("--file=-").arg(&from);
-            if !p.tables.is_empty() {
-                list.arg("--data-only");
-                for t in &p.tables {
-                    let (schema, table) = t.split_once('.').unwrap_or(("public", t));
-                    list.arg("--schema").arg(schema).arg("--table").arg(table);
-                }
-                script.push_str(&format!("TRUNCATE {};\n", p.tables.join(", ")));
-            }
-            let out = list.output().await.map_err(|e| StepError::failed(format!("cannot run pg_restore: {e}")))?;
-            if !out.status.success() {
-                return Err(StepError::failed(format!(
-                    "pg_restore failed: {}",
-                    tail_lines(&String::from_utf8_lossy(&out.stderr), 5)
-                )));
-            }
-            script.push_str(&String::from_utf8_lossy(&out.stdout));
-        } else {
-            if !p.tables.is_empty() {
-                return Err(StepError::failed(
-                    "restoring chosen tables needs a custom-format dump (`format: custom` in pg-dump)",
-                )
-                .with_hint("restore the whole plain dump (no `tables`) or dump again with format: custom"));
-            }
-            script.push_str(
-                &std::fs::read_to_string(&from)
-                    .map_err(|e| StepError::failed(format!("cannot read {}: {e}", from.display())))?,
-            );
-        }
-        let mut psql = pg_command("psql", None);
-        psql.arg("--dbname")
-            .arg(&conn)
-            .args(["--no-password", "--quiet", "--single-transaction", "--file=-"])
-            .envs(env);
-        psql.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = psql.spawn().map_err(|e| StepError::failed(format!("cannot run psql: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(script.as_bytes()).await;
-        }
-        let out = child.wait_with_output().await.map_err(|e| StepError::failed(format!("psql failed: {e}")))?;
-        if !out.status.success() {
-            return Err(StepError::failed(format!(
-                "the restore was rolled back: {}",
-                tail_lines(&String::from_utf8_lossy(&out.stderr), 5)
-            )));
-        }
-        let mut rows = serde_json::Map::new();
-        if !p.tables.is_empty() {
-            let (client, label) = pg::connect(&p.url).await?;
-            for t in &p.tables {
-                let q = format!("select count(*) from {}", quote_table(t));
-                let n: i64 = client.query_one(&q, &[]).await.map_err(|e| pg::query_error(&label, &e))?.get(0);
-                rows.insert(t.clone(), n.into());
-            }
-        }
-        Ok(serde_json::json!({ "tables": rows, "duration_ms": started.elapsed().as_millis() as u64 }))
-    }
-}
-
-fn quote_table(t: &str) -> String {
-    t.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }

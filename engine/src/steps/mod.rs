@@ -6,12 +6,14 @@
 //! [`StepContext`], and returns outputs or an error.
 
 mod approval;
+mod backups;
 mod check_status;
 mod dump;
 mod export;
 mod http;
 mod notify;
 pub mod pg;
+pub mod pg_restore;
 pub mod pitr;
 mod redis;
 pub mod rls;
@@ -254,12 +256,13 @@ impl<T: TypedStep> StepKind for T {
 /// Alphabetical: error messages list them in this order.
 static KINDS: &[&dyn StepKind] = &[
     &approval::Approval,
+    &backups::CheckBackups,
     &check_status::CheckStatus,
     &export::ExportSecrets,
     &http::Http,
     &notify::Notify,
     &dump::PgDump,
-    &dump::PgRestore,
+    &pg_restore::PgRestore,
     &pitr::Pitr,
     &redis::RedisPing,
     &rollback::RollbackDeploy,

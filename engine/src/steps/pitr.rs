@@ -15,6 +15,7 @@ use super::saas::Api;
 use super::{Outputs, StepContext, StepError, TypedStep};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -61,8 +62,13 @@ fn default_user() -> String {
 #[serde(deny_unknown_fields)]
 pub struct SupabasePitr {
     pub project_ref: String,
-    /// RFC 3339: the moment to restore to.
-    pub target_time: String,
+    /// RFC 3339: the moment to restore to (needs the PITR add-on). Give this or `from`.
+    #[serde(default)]
+    pub target_time: Option<String>,
+    /// Restore a daily backup instead: `latest-backup` (the newest COMPLETED one) or a
+    /// backup id from `GET /v1/projects/{ref}/database/backups`. Give this or `target_time`.
+    #[serde(default)]
+    pub from: Option<String>,
     /// A Supabase personal access token (from a secret).
     pub token: String,
     #[serde(default = "default_supabase_api")]
@@ -70,6 +76,15 @@ pub struct SupabasePitr {
     /// How often to ask whether the restore has finished.
     #[serde(default = "default_poll")]
     pub poll_interval: crate::playbook::Dur,
+    /// How long the project may take to report `RESTORING` after the request; a project
+    /// that stays healthy longer than this has not started the restore, and the step fails
+    /// instead of taking the old database for the restored one.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout: crate::playbook::Dur,
+}
+
+fn default_start_timeout() -> crate::playbook::Dur {
+    crate::playbook::Dur(Duration::from_secs(600))
 }
 
 fn default_supabase_api() -> String {
@@ -89,18 +104,43 @@ impl TypedStep for Pitr {
         false
     }
 
+    fn validate(p: &PitrParams) -> Result<(), super::ParamError> {
+        if let PitrParams::Supabase(p) = p {
+            match (&p.target_time, &p.from) {
+                (Some(_), Some(_)) => {
+                    return Err(super::ParamError::at(
+                        "from",
+                        "give either `target_time` (point-in-time) or `from` (a daily backup), not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(super::ParamError::at(
+                        "target_time",
+                        "missing: give `target_time` (point-in-time, needs the PITR add-on) or `from: latest-backup` (a daily backup)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn plan(p: &PitrParams) -> String {
         match p {
             PitrParams::Postgres(p) => format!(
                 "restore base backup {} + WAL {} to {} into new data dir {} on port {}",
                 p.base_backup, p.wal_archive, p.target_time, p.data_dir, p.port
             ),
-            PitrParams::Supabase(p) => {
-                format!(
-                    "ask Supabase to restore project {} to {} and wait until it is healthy",
-                    p.project_ref, p.target_time
-                )
-            }
+            PitrParams::Supabase(p) => match (&p.target_time, &p.from) {
+                (Some(t), _) => {
+                    format!("ask Supabase to restore project {} to {t} and wait until it is healthy", p.project_ref)
+                }
+                (None, Some(b)) => format!(
+                    "ask Supabase to restore project {} from daily backup {b} and wait until it is healthy",
+                    p.project_ref
+                ),
+                (None, None) => format!("restore Supabase project {} (target_time or from is missing)", p.project_ref),
+            },
         }
     }
 
@@ -289,6 +329,9 @@ recovery_target_time = '{target_pg}'\nrecovery_target_action = 'promote'\n",
         "data_dir": data_dir.display().to_string(),
         "port": p.port,
         "target_time": target.to_string(),
+        // Read from the restored server (the last transaction it replayed), not copied from
+        // the request; null (unverified) when no transaction was replayed.
+        "recovered_to_verified": replayed.is_some(),
         "recovered_to": replayed,
         "duration_ms": started.elapsed().as_millis() as u64,
         "log": log.display().to_string(),
@@ -337,58 +380,185 @@ fn explain_log(log: &Path) -> Option<StepError> {
     )
 }
 
-/// Supabase Management API: https://supabase.com/docs/reference/api (database backups,
-/// `restore-pitr`, project status).
+/// Supabase Management API (https://supabase.com/docs/reference/api/introduction):
+/// `GET /v1/projects/{ref}/database/backups` (v1-list-all-backups) answers `{region,
+/// walg_enabled, pitr_enabled, backups: [{id, is_physical_backup, status, inserted_at}],
+/// physical_backup_data: {earliest_physical_backup_date_unix,
+/// latest_physical_backup_date_unix}}`; `POST .../database/backups/restore-pitr`
+/// (v1-restore-pitr-backup) takes `{recovery_time_target_unix}`; `GET /v1/projects/{ref}`
+/// (v1-get-project) has `status`, one of the enum in [`project_status`].
 async fn supabase(ctx: &StepContext, p: SupabasePitr) -> Result<Outputs, StepError> {
     let started = Instant::now();
-    let target = parse_target(&p.target_time)?;
     let api = Api::new(&ctx.http, &p.api_url, Some(&p.token), "Supabase", "SUPABASE_ACCESS_TOKEN");
     let backups = api.get(&format!("/v1/projects/{}/database/backups", p.project_ref)).await?;
-    if backups.get("pitr_enabled").and_then(|v| v.as_bool()) != Some(true) {
-        return Err(StepError::failed(format!("point-in-time recovery is not enabled for project {}", p.project_ref))
-            .with_hint("PITR is a paid add-on; without it, restore a daily backup or a pg_dump"));
+    let mut out = serde_json::Map::new();
+    out.insert("project_ref".into(), p.project_ref.clone().into());
+    match (&p.target_time, &p.from) {
+        (Some(text), _) => {
+            let target = parse_target(text)?;
+            if backups.get("pitr_enabled").and_then(|v| v.as_bool()) != Some(true) {
+                return Err(StepError::failed(format!(
+                    "point-in-time recovery is not enabled for project {}",
+                    p.project_ref
+                ))
+                .with_hint(
+                    "PITR is a paid add-on; without it, restore a daily backup (`from: latest-backup`) or a pg_dump",
+                ));
+            }
+            let unix = target.as_second();
+            let range = backups.get("physical_backup_data");
+            let earliest = range.and_then(|r| r.get("earliest_physical_backup_date_unix")).and_then(|v| v.as_i64());
+            let latest = range.and_then(|r| r.get("latest_physical_backup_date_unix")).and_then(|v| v.as_i64());
+            if let (Some(e), Some(l)) = (earliest, latest)
+                && (unix < e || unix > l)
+            {
+                let show = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default();
+                return Err(StepError::failed(format!(
+                    "target_time {target} is outside the recoverable window {} .. {}",
+                    show(e),
+                    show(l)
+                )));
+            }
+            api.post(
+                &format!("/v1/projects/{}/database/backups/restore-pitr", p.project_ref),
+                &serde_json::json!({ "recovery_time_target_unix": unix }),
+            )
+            .await?;
+            out.insert("target_time".into(), target.to_string().into());
+        }
+        (None, Some(from)) => {
+            let backup = choose_backup(&backups, from, &p.project_ref)?;
+            let id = backup.get("id").cloned().unwrap_or(Value::Null);
+            // Not in the published v1 reference (which lists backups and documents only
+            // restore-pitr); this is the daily-backup restore the Supabase dashboard calls.
+            // If the API does not have it, the error says to use the dashboard.
+            api.post(
+                &format!("/v1/projects/{}/database/backups/restore", p.project_ref),
+                &serde_json::json!({ "id": id }),
+            )
+            .await
+            .map_err(|e| {
+                let hint = "restore the backup from the Supabase dashboard (Database > Backups), then resume the run from the next step";
+                match e {
+                    StepError::Failed { message, .. } if message.contains("HTTP 404") || message.contains("HTTP 405") => {
+                        StepError::failed(format!("{message} (the Management API has no daily-backup restore here)"))
+                            .with_hint(hint)
+                    }
+                    other => other,
+                }
+            })?;
+            out.insert("backup_id".into(), id);
+            out.insert("backup_inserted_at".into(), backup.get("inserted_at").cloned().unwrap_or(Value::Null));
+        }
+        (None, None) => {
+            return Err(StepError::failed("give `target_time` or `from`"));
+        }
     }
-    let unix = target.as_second();
-    let range = backups.get("physical_backup_data");
-    let earliest = range.and_then(|r| r.get("earliest_physical_backup_date_unix")).and_then(|v| v.as_i64());
-    let latest = range.and_then(|r| r.get("latest_physical_backup_date_unix")).and_then(|v| v.as_i64());
-    if let (Some(e), Some(l)) = (earliest, latest)
-        && (unix < e || unix > l)
-    {
-        let show = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default();
+    let (status, polls) = wait_restored(&api, &p).await?;
+    // The Management API reports no recovery point for a finished restore: say so rather
+    // than copy the request back as if it had been measured.
+    out.insert("recovered_to".into(), Value::Null);
+    out.insert("recovered_to_verified".into(), false.into());
+    out.insert("status".into(), status.into());
+    out.insert("polls".into(), polls.into());
+    out.insert("duration_ms".into(), (started.elapsed().as_millis() as u64).into());
+    Ok(Value::Object(out))
+}
+
+/// The newest COMPLETED backup (`latest-backup`), or the one with this id.
+fn choose_backup<'a>(backups: &'a Value, from: &str, project: &str) -> Result<&'a Value, StepError> {
+    let list: Vec<&Value> =
+        backups.get("backups").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let completed = |b: &&Value| b.get("status").and_then(Value::as_str) == Some("COMPLETED");
+    if from == "latest-backup" {
+        return list
+            .into_iter()
+            .filter(completed)
+            .max_by_key(|b| {
+                b.get("inserted_at").and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            })
+            .ok_or_else(|| {
+                StepError::failed(format!("project {project} has no completed daily backup"))
+                    .with_hint("restore from a pg_dump instead (pg-restore)")
+            });
+    }
+    let b = list
+        .into_iter()
+        .find(|b| b.get("id").is_some_and(|id| id.to_string().trim_matches('"') == from))
+        .ok_or_else(|| {
+            StepError::failed(format!("project {project} has no backup with id {from}"))
+                .with_hint("list them with GET /v1/projects/{ref}/database/backups, or use `from: latest-backup`")
+        })?;
+    if !completed(&b) {
         return Err(StepError::failed(format!(
-            "target_time {target} is outside the recoverable window {} .. {}",
-            show(e),
-            show(l)
+            "backup {from} of project {project} is {}, not COMPLETED",
+            b.get("status").and_then(Value::as_str).unwrap_or("of unknown status")
         )));
     }
-    api.post(
-        &format!("/v1/projects/{}/database/backups/restore-pitr", p.project_ref),
-        &serde_json::json!({ "recovery_time_target_unix": unix }),
-    )
-    .await?;
-    let mut last = String::new();
+    Ok(b)
+}
+
+/// What a project status means for a restore we asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The restore is running.
+    Restoring,
+    /// Healthy: done if the restore was seen running, else it has not started yet.
+    Healthy,
+    /// On the way (starting, restarting, resizing, unhealthy while coming back): wait.
+    Wait,
+    /// The project will not come back by waiting.
+    Failed(&'static str),
+}
+
+/// The documented enum of `status` (v1-get-project): ACTIVE_HEALTHY, ACTIVE_UNHEALTHY,
+/// COMING_UP, GOING_DOWN, INACTIVE, INIT_FAILED, REMOVED, RESTARTING, UNKNOWN, UPGRADING,
+/// PAUSING, RESTORING, RESTORE_FAILED, PAUSE_FAILED, RESIZING.
+pub fn project_status(status: &str) -> Phase {
+    match status {
+        "RESTORING" => Phase::Restoring,
+        "ACTIVE_HEALTHY" => Phase::Healthy,
+        "ACTIVE_UNHEALTHY" | "COMING_UP" | "RESTARTING" | "UPGRADING" | "RESIZING" | "UNKNOWN" => Phase::Wait,
+        "RESTORE_FAILED" => Phase::Failed("the restore failed"),
+        "INIT_FAILED" => Phase::Failed("the project failed to initialise"),
+        "REMOVED" => Phase::Failed("the project was removed"),
+        "INACTIVE" => Phase::Failed("the project is paused"),
+        "PAUSING" | "GOING_DOWN" => Phase::Failed("the project is being paused or shut down"),
+        "PAUSE_FAILED" => Phase::Failed("pausing the project failed"),
+        _ => Phase::Failed("a status runbook does not know"),
+    }
+}
+
+/// Polls the project until the restore is seen running and then healthy. A project that
+/// is still ACTIVE_HEALTHY right after the request has not begun (Supabase answers the
+/// POST before it moves the project), so healthy only counts after RESTORING.
+async fn wait_restored(api: &Api<'_>, p: &SupabasePitr) -> Result<(String, u64), StepError> {
+    let asked = Instant::now();
+    let mut seen_restoring = false;
+    let mut polls = 0u64;
     loop {
         tokio::time::sleep(p.poll_interval.0).await;
         let project = api.get(&format!("/v1/projects/{}", p.project_ref)).await?;
-        last = project.get("status").and_then(|s| s.as_str()).unwrap_or(&last).to_owned();
-        match last.as_str() {
-            "ACTIVE_HEALTHY" => break,
-            "RESTORE_FAILED" => {
+        polls += 1;
+        let status = project.get("status").and_then(|s| s.as_str()).unwrap_or("").to_owned();
+        match project_status(&status) {
+            Phase::Restoring => seen_restoring = true,
+            Phase::Healthy if seen_restoring => return Ok((status, polls)),
+            Phase::Failed(why) => {
                 return Err(StepError::failed(format!(
-                    "Supabase reports RESTORE_FAILED for project {}",
+                    "Supabase reports {status} for project {}: {why}",
                     p.project_ref
                 ))
-                .with_hint("check the project in the Supabase dashboard and contact support"));
+                .with_hint("check the project in the Supabase dashboard and contact Supabase support"));
             }
-            _ => {}
+            Phase::Healthy | Phase::Wait => {}
+        }
+        if !seen_restoring && asked.elapsed() >= p.start_timeout.0 {
+            return Err(StepError::failed(format!(
+                "Supabase accepted the restore of project {}, but the project never reported RESTORING within {} (last status {status}); the restore may not have run",
+                p.project_ref, p.start_timeout
+            ))
+            .with_hint("check the project in the Supabase dashboard before trusting its data; raise start_timeout if restores start slowly"));
         }
     }
-    Ok(serde_json::json!({
-        "project_ref": p.project_ref,
-        "target_time": target.to_string(),
-        "recovered_to": target.to_string(),
-        "status": last,
-        "duration_ms": started.elapsed().as_millis() as u64,
-    }))
 }

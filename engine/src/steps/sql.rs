@@ -26,6 +26,20 @@ pub struct SqlParams {
     /// step is refused, before it connects, when `url` is the same host, port and database.
     #[serde(default)]
     pub not_same_as: Option<String>,
+    /// `read` (the default): the query runs in a `READ ONLY` transaction that is rolled
+    /// back, so it cannot change anything, whatever its text says; the step is idempotent.
+    /// `write`: the query may change data (it is committed), and the step is not re-run
+    /// after a crash without asking (unless the step says `idempotent: true`).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Read,
+    Write,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -39,29 +53,33 @@ pub struct Expect {
     pub rows: Option<Vec<Map<String, Value>>>,
 }
 
-fn read_only(query: &str) -> bool {
-    let first = query.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-    matches!(first.to_ascii_lowercase().as_str(), "select" | "show" | "explain" | "values" | "table")
-        && !query.trim().trim_end_matches(';').contains(';')
-}
-
 impl TypedStep for Sql {
     const NAME: &'static str = "sql";
     const SUMMARY: &'static str = "run a query on PostgreSQL; outputs rows, row_count; optional expect";
     type Params = SqlParams;
 
+    // Decided by the declared mode, never by the query's text: `explain analyze delete`,
+    // `select f()` and `select ... into` all start with a reading word and all write.
     fn idempotent(p: &SqlParams) -> bool {
-        read_only(&p.query)
+        p.mode == Mode::Read
     }
 
     fn plan(p: &SqlParams) -> String {
         let url = pg::label(&p.url);
-        format!("query {url}: {}", p.query.split_whitespace().collect::<Vec<_>>().join(" "))
+        let how = match p.mode {
+            Mode::Read => "query (read-only)",
+            Mode::Write => "write to",
+        };
+        format!("{how} {url}: {}", p.query.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     async fn run(&self, _ctx: &StepContext, p: SqlParams) -> Result<Outputs, StepError> {
         super::same_db::refuse_same(&p.url, p.not_same_as.as_deref(), &pg::label(&p.url)).await?;
         let (client, label) = pg::connect(&p.url).await?;
+        if p.mode == Mode::Read {
+            let rows = read_only_rows(&client, &p, &label).await?;
+            return finish(&p, rows);
+        }
         let rows: Vec<Value> = match client.prepare(&p.query).await {
             Ok(stmt) => {
                 if stmt.params().len() != p.params.len() {
@@ -82,14 +100,62 @@ impl TypedStep for Sql {
             }
             Err(e) => return Err(pg::query_error(&label, &e)),
         };
-        let outputs = serde_json::json!({ "rows": rows, "row_count": rows.len() });
-        if let Some(expect) = &p.expect
-            && let Err(msg) = check_expect(expect, &rows)
-        {
-            return Err(StepError::failed(msg).with_outputs(outputs));
-        }
-        Ok(outputs)
+        finish(&p, rows)
     }
+}
+
+fn finish(p: &SqlParams, rows: Vec<Value>) -> Result<Outputs, StepError> {
+    let outputs = serde_json::json!({ "rows": rows, "row_count": rows.len() });
+    if let Some(expect) = &p.expect
+        && let Err(msg) = check_expect(expect, &rows)
+    {
+        return Err(StepError::failed(msg).with_outputs(outputs));
+    }
+    Ok(outputs)
+}
+
+/// `mode: read`: one statement, in a transaction the server itself keeps read-only, and
+/// rolled back at the end. A single prepared statement cannot end that transaction or
+/// switch it to read-write before it has run (PostgreSQL refuses `SET TRANSACTION READ
+/// WRITE` after the first query), so nothing it does can be committed.
+async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &str) -> Result<Vec<Value>, StepError> {
+    client.batch_execute("BEGIN READ ONLY").await.map_err(|e| pg::query_error(label, &e))?;
+    let stmt = match client.prepare(&p.query).await {
+        Ok(s) => s,
+        Err(e)
+            if e.code().is_some_and(|c| c.code() == "42601") && p.query.trim().trim_end_matches(';').contains(';') =>
+        {
+            return Err(StepError::failed(format!(
+                "{label}: the query has several statements; a `mode: read` query must be one statement"
+            ))
+            .with_hint("run them as separate steps, or set `mode: write` if the script changes data"));
+        }
+        Err(e) => return Err(pg::query_error(label, &e)),
+    };
+    if stmt.params().len() != p.params.len() {
+        return Err(StepError::failed(format!(
+            "the query has {} placeholder(s) but `params` has {} value(s)",
+            stmt.params().len(),
+            p.params.len()
+        )));
+    }
+    let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
+    let result = client.query(&stmt, &refs).await;
+    // Whatever happened, nothing is kept; a failed rollback only means the connection is
+    // gone, and an uncommitted transaction dies with it.
+    let _ = client.batch_execute("ROLLBACK").await;
+    let rows = result.map_err(|e| {
+        if e.code().is_some_and(|c| c.code() == "25006") {
+            StepError::failed(format!(
+                "{label}: the query tried to change data, but this step runs read-only (`mode: read`, the default); nothing was changed"
+            ))
+            .with_hint("if the query is meant to write, set `mode: write` on the step (it is then not re-run after a crash without asking)")
+        } else {
+            pg::query_error(label, &e)
+        }
+    })?;
+    rows.iter().map(pg::row_json).collect()
 }
 
 async fn script_rows(client: &tokio_postgres::Client, query: &str, label: &str) -> Result<Vec<Value>, StepError> {
@@ -155,10 +221,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_only_detection_and_expectations() {
-        assert!(read_only("  SELECT count(*) from orders"));
-        assert!(!read_only("delete from orders"));
-        assert!(!read_only("select 1; delete from orders"));
+    fn expectations() {
         let e = Expect { row_count: Some(1), rows: Some(vec![serde_json::from_str(r#"{"n": 0}"#).unwrap()]) };
         assert!(check_expect(&e, &[serde_json::json!({"n": 0, "x": 1})]).is_ok());
         assert_eq!(
