@@ -179,26 +179,73 @@ impl Redactor {
     }
 
     /// Redacts a whole record through its serialized form: every string of every field,
-    /// present or added later. Typed numeric fields (sequence numbers, attempts) that happen
-    /// to equal a numeric secret cannot hold `***`; for such a record numbers are left as
-    /// they are and strings still redacted.
+    /// present or added later. A number that matches is masked where the record can hold a
+    /// string there (free-form outputs); a typed numeric field of the engine's own (a `seq`,
+    /// an `attempts`) that happens to equal a numeric secret cannot hold `***` and stays.
     pub fn redact_record<T: Serialize + DeserializeOwned>(&self, record: T) -> T {
         if self.matcher.is_none() {
             return record;
         }
         let Ok(original) = serde_json::to_value(&record) else { return record };
         let mut v = original.clone();
-        self.walk(&mut v, true);
+        self.walk(&mut v, false);
+        let mut numbers = Vec::new();
+        self.matching_numbers(&v, &mut Vec::new(), &mut numbers);
+        for path in numbers {
+            let before = pointer_mut(&mut v, &path).map(std::mem::take);
+            if let (Some(slot), Some(old)) = (pointer_mut(&mut v, &path), before) {
+                let masked = self.redact(&old.to_string()).into_owned();
+                *slot = Value::String(masked);
+                if serde_json::from_value::<T>(v.clone()).is_err()
+                    && let Some(slot) = pointer_mut(&mut v, &path)
+                {
+                    *slot = old;
+                }
+            }
+        }
         if v == original {
             return record;
         }
-        if let Ok(r) = serde_json::from_value(v) {
-            return r;
-        }
-        let mut v = original;
-        self.walk(&mut v, false);
         serde_json::from_value(v).unwrap_or(record)
     }
+
+    fn matching_numbers(&self, v: &Value, at: &mut Vec<PathPart>, out: &mut Vec<Vec<PathPart>>) {
+        match v {
+            Value::Number(n) => {
+                if matches!(self.redact(&n.to_string()), Cow::Owned(_)) {
+                    out.push(at.clone());
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    at.push(PathPart::Index(i));
+                    self.matching_numbers(item, at, out);
+                    at.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    at.push(PathPart::Key(k.clone()));
+                    self.matching_numbers(item, at, out);
+                    at.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+fn pointer_mut<'a>(v: &'a mut Value, path: &[PathPart]) -> Option<&'a mut Value> {
+    path.iter().try_fold(v, |v, part| match part {
+        PathPart::Key(k) => v.get_mut(k.as_str()),
+        PathPart::Index(i) => v.get_mut(*i),
+    })
 }
 
 fn push_unique(list: &mut Vec<String>, s: &str) {
@@ -357,10 +404,11 @@ mod tests {
         struct Rec {
             seq: u64,
             text: String,
+            outputs: Value,
         }
         let mut r = Redactor::new();
         r.add_value(&json!(1500));
-        let out = r.redact_record(Rec { seq: 1500, text: "delay 1500".into() });
-        assert_eq!(out, Rec { seq: 1500, text: "delay ***".into() });
+        let out = r.redact_record(Rec { seq: 1500, text: "delay 1500".into(), outputs: json!({"pin": 1500, "n": 2}) });
+        assert_eq!(out, Rec { seq: 1500, text: "delay ***".into(), outputs: json!({"pin": "***", "n": 2}) });
     }
 }
