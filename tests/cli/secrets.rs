@@ -365,3 +365,48 @@ fn tty_prompt_is_redacted() {
     assert!(screen.contains("✋ approval `go`: rotate *** and ***?"), "{screen}");
     assert_clean("the terminal", &screen);
 }
+
+/// Values too short to mask keep the documented warning (docs/semantics.md), whatever their
+/// type; an enum error of a secret input lists the allowed values, never the given one.
+#[test]
+fn short_secrets_warn_and_enum_errors_hide_the_value() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        concat!(
+            "apiVersion: runbook/v1\nname: short\nsecrets: [SHORT_ENV]\n",
+            "inputs:\n",
+            "  a: { type: string, secret: true }\n",
+            "  n: { type: int, secret: true }\n",
+            "  m: { type: map, secret: true }\n",
+            "  region: { type: string, secret: true, enum: [eu-central-1-secret-a, us-east-1-secret-b] }\n",
+            "steps:\n  - id: s\n    type: shell\n    with: { command: [\"true\"] }\n",
+        ),
+    );
+    let given = ["-i", "a=abc", "-i", "n=42", "-i", r#"m={"user":"longer-user-name","pw":"ab"}"#];
+    let mut a = vec!["exec", "p.yaml", "--run-id", "w1", "-i", "region=eu-central-1-secret-a"];
+    a.extend(given);
+    let r = env.run_env(&a, &[("SHORT_ENV", "xy")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for name in ["a", "n", "m"] {
+        let want = format!("warning: secret input `{name}` (or a part of it) is too short to be redacted reliably");
+        assert!(r.stdout.contains(&want), "{want}\n{}", r.stdout);
+    }
+    assert!(r.stdout.contains("warning: secret $SHORT_ENV is too short to be redacted reliably"), "{}", r.stdout);
+    // The long leaf of the map is still masked where it is stored.
+    let journal = std::fs::read_to_string(env.path(".runbook/runs/w1/journal.jsonl")).unwrap();
+    assert!(!journal.contains("longer-user-name"), "{journal}");
+
+    let mut a = vec!["exec", "p.yaml", "-i", "region=eu-west-9-my-typo-secret"];
+    a.extend(given);
+    let r = env.run(&a);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains(
+            "input `region`: expected a string, one of `\"eu-central-1-secret-a\"`, `\"us-east-1-secret-b\"` (the value is secret and not shown)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.all().contains("eu-west-9-my-typo-secret"), "{}", r.all());
+}
