@@ -178,10 +178,11 @@ impl Redactor {
         }
     }
 
-    /// Redacts a whole record through its serialized form: every string of every field,
-    /// present or added later. A number that matches is masked where the record can hold a
-    /// string there (free-form outputs); a typed numeric field of the engine's own (a `seq`,
-    /// an `attempts`) that happens to equal a numeric secret cannot hold `***` and stays.
+    /// Redacts a whole record through its serialized form: every string and key of every
+    /// field, present or added later. Where a masked leaf would make the record unreadable
+    /// (an enum tag such as `succeeded`, or a counter such as `seq`, that equals a weak
+    /// secret), that one leaf keeps the engine's own word; every other leaf is masked. A
+    /// number that matches is masked wherever the record can hold a string (outputs).
     pub fn redact_record<T: Serialize + DeserializeOwned>(&self, record: T) -> T {
         if self.matcher.is_none() {
             return record;
@@ -190,43 +191,74 @@ impl Redactor {
         let mut v = original.clone();
         self.walk(&mut v, false);
         let mut numbers = Vec::new();
-        self.matching_numbers(&v, &mut Vec::new(), &mut numbers);
-        for path in numbers {
-            let before = pointer_mut(&mut v, &path).map(std::mem::take);
-            if let (Some(slot), Some(old)) = (pointer_mut(&mut v, &path), before) {
-                let masked = self.redact(&old.to_string()).into_owned();
-                *slot = Value::String(masked);
-                if serde_json::from_value::<T>(v.clone()).is_err()
-                    && let Some(slot) = pointer_mut(&mut v, &path)
-                {
-                    *slot = old;
+        self.matching_leaves(&v, &mut Vec::new(), &mut numbers, false);
+        if v == original && numbers.is_empty() {
+            return record;
+        }
+        match serde_json::from_value::<T>(v.clone()) {
+            Ok(redacted) if numbers.is_empty() => return redacted,
+            Ok(_) => {}
+            Err(_) => {
+                // Leaf by leaf, each change checked: slower, and only for such weak secrets.
+                v = original.clone();
+                let mut strings = Vec::new();
+                self.matching_leaves(&v, &mut Vec::new(), &mut strings, true);
+                for path in strings {
+                    self.try_mask::<T>(&mut v, &path);
                 }
             }
+        }
+        for path in numbers {
+            self.try_mask::<T>(&mut v, &path);
         }
         if v == original {
             return record;
         }
+        // Every change above was checked to read back.
         serde_json::from_value(v).unwrap_or(record)
     }
 
-    fn matching_numbers(&self, v: &Value, at: &mut Vec<PathPart>, out: &mut Vec<Vec<PathPart>>) {
+    /// Masks one leaf, unless the record could not be read back with it masked.
+    fn try_mask<T: DeserializeOwned>(&self, v: &mut Value, path: &[PathPart]) {
+        let Some(slot) = pointer_mut(v, path) else { return };
+        let old = slot.clone();
+        let text = match &old {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return,
+        };
+        *slot = Value::String(self.redact(&text).into_owned());
+        if serde_json::from_value::<T>(v.clone()).is_err()
+            && let Some(slot) = pointer_mut(v, path)
+        {
+            *slot = old;
+        }
+    }
+
+    /// Paths of the leaves that hold a secret: strings (`strings`) or numbers.
+    fn matching_leaves(&self, v: &Value, at: &mut Vec<PathPart>, out: &mut Vec<Vec<PathPart>>, strings: bool) {
         match v {
-            Value::Number(n) => {
+            Value::Number(n) if !strings => {
                 if matches!(self.redact(&n.to_string()), Cow::Owned(_)) {
+                    out.push(at.clone());
+                }
+            }
+            Value::String(s) if strings => {
+                if matches!(self.redact(s), Cow::Owned(_)) {
                     out.push(at.clone());
                 }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     at.push(PathPart::Index(i));
-                    self.matching_numbers(item, at, out);
+                    self.matching_leaves(item, at, out, strings);
                     at.pop();
                 }
             }
             Value::Object(map) => {
                 for (k, item) in map {
                     at.push(PathPart::Key(k.clone()));
-                    self.matching_numbers(item, at, out);
+                    self.matching_leaves(item, at, out, strings);
                     at.pop();
                 }
             }
@@ -410,5 +442,24 @@ mod tests {
         r.add_value(&json!(1500));
         let out = r.redact_record(Rec { seq: 1500, text: "delay 1500".into(), outputs: json!({"pin": 1500, "n": 2}) });
         assert_eq!(out, Rec { seq: 1500, text: "delay ***".into(), outputs: json!({"pin": "***", "n": 2}) });
+    }
+
+    #[test]
+    fn a_weak_secret_equal_to_an_enum_tag_is_masked_everywhere_else() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        #[serde(rename_all = "snake_case")]
+        enum Status {
+            Succeeded,
+        }
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Rec {
+            status: Status,
+            text: String,
+            outputs: Value,
+        }
+        let r = with(&["succeeded"]);
+        let rec = Rec { status: Status::Succeeded, text: "it succeeded".into(), outputs: json!(["Succeeded", 1]) };
+        let out = r.redact_record(rec);
+        assert_eq!(out, Rec { status: Status::Succeeded, text: "it ***".into(), outputs: json!(["***", 1]) });
     }
 }
