@@ -7,9 +7,12 @@ pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
 
 pub fn truncate_capture(bytes: &[u8]) -> String {
     // Redact first, then cut: a secret straddling the cut must not leave its head behind.
-    let text = crate::template::redact::text(&String::from_utf8_lossy(bytes));
+    // Both steps borrow when they can, so only the kept part is copied.
+    let redactor = crate::template::redact::global();
+    let lossy = String::from_utf8_lossy(bytes);
+    let text = redactor.redact(&lossy);
     if text.len() <= MAX_CAPTURE {
-        return text;
+        return text.into_owned();
     }
     let mut end = MAX_CAPTURE;
     while !text.is_char_boundary(end) {
