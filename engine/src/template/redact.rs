@@ -290,6 +290,12 @@ fn push_unique(list: &mut Vec<String>, s: &str) {
 fn char_pattern(c: char, out: &mut String) {
     let mut buf = [0u8; 4];
     let text = c.encode_utf8(&mut buf);
+    // Letters and digits are written as themselves by every encoder (percent-encoding,
+    // JSON, HTML); one alternative keeps the matcher small for long keys and tokens.
+    if c.is_ascii_alphanumeric() {
+        out.push(c);
+        return;
+    }
     let mut alts = vec![regex::escape(text)];
     alts.push(text.bytes().map(|b| format!("%{b:02X}")).collect());
     if (c as u32) < 0x1_0000 {
