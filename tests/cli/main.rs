@@ -13,6 +13,7 @@ mod providers;
 mod report;
 mod run;
 mod s3;
+mod secrets;
 mod supabase;
 mod team;
 mod tty;

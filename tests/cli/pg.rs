@@ -334,6 +334,11 @@ fn pg_dump_and_restore_one_table() {
     );
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(full["bytes"], bytes.len());
+    // A full copy of the database is for its owner only (issue 9).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(std::path::Path::new(&path)), 0o600, "backup file mode");
+    assert_eq!(mode(&env.path("backups")), 0o700, "backup folder mode");
     let sum = std::process::Command::new("sha256sum").arg(&path).output().unwrap();
     assert_eq!(
         full["sha256"].as_str().unwrap(),

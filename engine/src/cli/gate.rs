@@ -74,6 +74,8 @@ impl ApprovalGate for CliGate {
             }
             let _one = self.prompt.lock().await;
             let multi = self.multi.clone();
+            // The prompt leaves the engine like any record: through the redactor.
+            let message = crate::template::redact::text(message);
             let question = format!("\n✋ approval `{step_id}`: {message}\n   approve? [y/N] ");
             let yes = tokio::task::spawn_blocking(move || multi.suspend(|| confirm(&question))).await.unwrap_or(false);
             if yes { Decision::Approved { by: operator() } } else { Decision::Denied { by: operator() } }

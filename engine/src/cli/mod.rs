@@ -62,7 +62,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(Fail(code, msg)) => {
             if !msg.is_empty() {
-                eprintln!("error: {msg}");
+                eprintln!("error: {}", crate::template::redact::text(&msg));
             }
             code
         }
@@ -382,7 +382,9 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
             if given.iter().any(|(n, _)| n == k) || !pb.inputs.contains_key(k) {
                 continue;
             }
-            if v.as_str() == Some(crate::template::redact::MASK) && pb.inputs.get(k).is_some_and(|i| i.secret) {
+            // Secret inputs are stored as `***`; a plain one that held a secret's value was
+            // masked too: both must be given again, never resumed with the mask.
+            if holds_mask(v) {
                 if std::env::var(inputs::input_env_var(k)).is_err() {
                     missing.push(k.clone());
                 }
@@ -446,6 +448,15 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     reporter.finish();
     held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))
+}
+
+fn holds_mask(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains(crate::template::redact::MASK),
+        serde_json::Value::Array(items) => items.iter().any(holds_mask),
+        serde_json::Value::Object(map) => map.values().any(holds_mask),
+        _ => false,
+    }
 }
 
 fn runs(cli: &Cli) -> Res {

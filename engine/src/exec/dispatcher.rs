@@ -55,7 +55,7 @@ struct Dispatcher<'a> {
     pb: &'a Playbook,
     run_id: String,
     ctx: Context,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     journal: Option<&'a mut dyn EventLog>,
     sink: &'a mut dyn Sink,
     opts: &'a ExecOptions,
@@ -198,12 +198,11 @@ impl<'a> Dispatcher<'a> {
         self.cancelled[i] || matches!(self.status[i], StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
     }
 
-    fn emit(&mut self, mut kind: EventKind, durable: bool) -> Result<(), StateError> {
-        if !self.redactor.is_empty() {
-            self.redact(&mut kind);
-        }
+    fn emit(&mut self, kind: EventKind, durable: bool) -> Result<(), StateError> {
         self.seq += 1;
         let ev = Event { seq: self.seq, at: jiff::Timestamp::now().to_string(), run_id: self.run_id.clone(), kind };
+        // The whole event, every field, before the fold, the journal and the reporter see it.
+        let ev = self.redactor.redact_record(ev);
         if let EventKind::RunStarted { .. } = ev.kind {
             if let Some(s) = RunState::new(&ev) {
                 self.state = s;
@@ -219,29 +218,6 @@ impl<'a> Dispatcher<'a> {
         }
         self.sink.event(&ev);
         Ok(())
-    }
-
-    fn redact(&self, kind: &mut EventKind) {
-        let r = &self.redactor;
-        let s = |x: &mut String| {
-            if let std::borrow::Cow::Owned(v) = r.redact(x) {
-                *x = v;
-            }
-        };
-        match kind {
-            EventKind::RunStarted { inputs, .. } => r.redact_value(inputs),
-            EventKind::StepRetrying { error, .. } => s(error),
-            EventKind::StepPlanned { plan, .. } => s(plan),
-            EventKind::StepFinished { outputs, error, hint, reason, .. } => {
-                r.redact_value(outputs);
-                for x in [error, hint, reason].into_iter().flatten() {
-                    s(x);
-                }
-            }
-            EventKind::StepWaiting { message, .. } | EventKind::Warning { message } => s(message),
-            EventKind::RunFinished { message: Some(m), .. } => s(m),
-            _ => {}
-        }
     }
 
     async fn main_loop(mut self) -> Result<(Outcome, RunState), StateError> {

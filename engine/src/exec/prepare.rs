@@ -10,8 +10,9 @@ use serde_json::Value;
 
 pub struct Prepared {
     pub context: Context,
-    pub redactor: Redactor,
-    /// Inputs as stored: secret ones replaced by `***`.
+    /// Also installed as the process's redactor (`template::redact::global`).
+    pub redactor: std::sync::Arc<Redactor>,
+    /// Inputs as stored: secret ones replaced by `***`, any secret inside others masked.
     pub stored_inputs: Value,
     pub warnings: Vec<String>,
 }
@@ -30,11 +31,9 @@ pub fn prepare_context(
     for (name, v) in inputs {
         let secret = pb.inputs.get(name).is_some_and(|i| i.secret);
         if secret {
-            if let Some(s) = v.as_str()
-                && !redactor.add(s)
-                && !s.is_empty()
-            {
-                warnings.push(format!("secret input `{name}` is too short to be redacted reliably"));
+            let empty = v.is_null() || v.as_str().is_some_and(str::is_empty);
+            if !empty && !redactor.add_value(v) {
+                warnings.push(format!("secret input `{name}` (or a part of it) is too short to be redacted reliably"));
             }
             stored.insert(name.clone(), Value::String(template::redact::MASK.into()));
         } else {
@@ -52,6 +51,12 @@ pub fn prepare_context(
                 .push(format!("secret ${name} is not set{}", if dry { " (a real run would need it)" } else { "" })),
         }
     }
+    // A plain input that holds a secret's value (a token passed with `-i` instead of
+    // through its env var) is masked like any other record.
+    let mut stored = Value::Object(stored);
+    redactor.redact_value(&mut stored);
+    let redactor = std::sync::Arc::new(redactor);
+    template::redact::install(redactor.clone());
     let run = minijinja::context! { id => run_id, started_at => started_at, playbook => pb.name.as_str() };
     let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run, dry);
     let mut vars = serde_json::Map::new();
@@ -68,7 +73,7 @@ pub fn prepare_context(
         vars.insert(name.clone(), v);
         ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
     }
-    Ok(Prepared { context: ctx, redactor, stored_inputs: Value::Object(stored), warnings })
+    Ok(Prepared { context: ctx, redactor, stored_inputs: stored, warnings })
 }
 
 /// A run id people can read and sort: `20261127-101502-s1-full-outage-3f9a`.

@@ -157,6 +157,7 @@ fn resolve_with(
             Ok(v) => {
                 values.insert(name.clone(), v);
             }
+            Err(_) if spec.secret => errors.push(secret_error(name, spec, "")),
             Err(e) if e.starts_with("input `") => errors.push(e),
             Err(e) => errors.push(format!("input `{name}`: {e}")),
         }
@@ -169,6 +170,10 @@ fn resolve_with(
             match parse_cli_value(spec.kind, &env) {
                 Ok(v) => {
                     values.insert(name.clone(), v);
+                    continue;
+                }
+                Err(_) if spec.secret => {
+                    errors.push(secret_error(name, spec, &format!(" (from ${})", input_env_var(name))));
                     continue;
                 }
                 Err(e) => {
@@ -201,6 +206,16 @@ fn resolve_with(
         }
     }
     if errors.is_empty() { Ok(values) } else { Err(InputErrors(errors)) }
+}
+
+/// The error of a secret input: what was expected, never what was given (the redactor does
+/// not know the value yet, and a mistyped secret is still a secret).
+fn secret_error(name: &str, spec: &RawInput, source: &str) -> String {
+    let allowed = match &spec.allowed {
+        Some(a) => format!(", one of {}", a.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")),
+        None => String::new(),
+    };
+    format!("input `{name}`{source}: expected {}{allowed} (the value is secret and not shown)", article(spec.kind))
 }
 
 #[derive(Debug, Clone)]

@@ -82,6 +82,8 @@ impl LiveReporter {
 
 impl Sink for LiveReporter {
     fn event(&mut self, ev: &Event) {
+        // The terminal is a boundary of its own: whatever produced the event.
+        let ev = &*crate::state::redacted(ev);
         if self.mode == Mode::Json {
             let _ = serde_json::to_writer(&mut self.out, ev);
             let _ = self.out.write_all(b"\n");

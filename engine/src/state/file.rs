@@ -18,6 +18,7 @@ use super::run_state::RunState;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_VERSION: u32 = 1;
@@ -109,10 +110,14 @@ impl FileStore {
                 message: format!("run `{}` already exists; choose another --run-id or `resume` it", meta.run_id),
             });
         }
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Step outputs, SQL rows and errors are for the operators, not every local user.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err(&dir))?;
         let lock = take_lock(&dir, &meta.run_id)?;
         write_durable(&dir.join("playbook.yaml"), playbook_text.as_bytes())?;
-        write_durable(&dir.join("inputs.json"), &serde_json::to_vec_pretty(inputs).unwrap_or_default())?;
+        write_durable(
+            &dir.join("inputs.json"),
+            &serde_json::to_vec_pretty(&*super::redacted(inputs)).unwrap_or_default(),
+        )?;
         write_durable(&dir.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
         sync_dir(&dir);
         if let Some(parent) = dir.parent() {
@@ -224,8 +229,14 @@ impl FileStore {
 
 fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
     let path = dir.join("lock");
-    let mut file =
-        OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path))?;
     if file.try_lock().is_err() {
         return Err(StateError::Locked { run_id: run_id.to_owned(), holder: read_holder(&path).to_string() });
     }
@@ -255,7 +266,8 @@ pub fn hostname() -> String {
 fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f =
+            OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
@@ -337,7 +349,7 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, StateError> {
         let path = dir.join("journal.jsonl");
         let exists = path.exists();
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io_err(&path))?;
         if !exists {
             writeln!(file, "{{\"format\":\"{JOURNAL_FORMAT}\",\"version\":{JOURNAL_VERSION}}}")
                 .map_err(io_err(&path))?;
@@ -356,7 +368,7 @@ impl Journal {
     }
 
     pub fn append(&mut self, ev: &Event) -> Result<(), StateError> {
-        serde_json::to_writer(&mut self.out, ev)
+        serde_json::to_writer(&mut self.out, &*super::redacted(ev))
             .map_err(|e| StateError::Io { path: self.path.display().to_string(), source: e.into() })?;
         self.out.write_all(b"\n").map_err(io_err(&self.path))?;
         self.dirty = true;
@@ -400,8 +412,8 @@ fn complete_prefix_len(path: &Path, len: u64) -> io::Result<u64> {
 
 impl RunDir {
     pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
-        let bytes =
-            serde_json::to_vec(state).map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
+        let bytes = serde_json::to_vec(&*super::redacted(state))
+            .map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
         write_durable(&self.dir.join("state.json"), &bytes)?;
         sync_dir(&self.dir);
         Ok(())

@@ -16,3 +16,10 @@ pub use file::{
 pub use pg::{PgStore, migrate_from};
 pub use run_state::{RunState, StepState};
 pub use store::{EventLog, HeldRun, Store};
+
+/// Every record a store writes passes the process's redactor here, whatever the dispatcher
+/// did before: the write path is the last boundary before disk or the database.
+pub fn redacted<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(x: &T) -> std::borrow::Cow<'_, T> {
+    let r = crate::template::redact::global();
+    if r.is_empty() { std::borrow::Cow::Borrowed(x) } else { std::borrow::Cow::Owned(r.redact_record(x.clone())) }
+}

@@ -238,7 +238,7 @@ fn run_row(meta: &RunMeta, playbook_text: String, inputs: &Value) -> Vec<String>
         meta.sha256.clone(),
         meta.created_at.clone(),
         playbook_text,
-        inputs.to_string(),
+        super::redacted(inputs).to_string(),
     ]
 }
 
@@ -289,7 +289,7 @@ impl EventLog for PgRun {
                 holder: "another process (this one's lease expired)".into(),
             });
         }
-        self.pending.push(ev.clone());
+        self.pending.push(super::redacted(ev).into_owned());
         Ok(())
     }
 
@@ -335,7 +335,7 @@ impl HeldRun for PgRun {
 
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
         self.flush()?;
-        let snap = serde_json::to_string(state).map_err(err)?;
+        let snap = serde_json::to_string(&*super::redacted(state)).map_err(err)?;
         self.store.query(
             "update runbook_runs set snapshot = $2, snapshot_seq = $3::text::bigint where run_id = $1 and holder = $4 returning run_id",
             vec![self.run_id.clone(), snap, state.seq.to_string(), self.me.clone()],

@@ -103,6 +103,9 @@ impl TypedStep for PgDump {
         }
         let path = destination(&ctx.work_dir, &p)?;
         let tmp = path.with_extension("partial");
+        // A full copy of the database: private from its first byte (pg_dump keeps the mode
+        // of the file it truncates).
+        private_file(&tmp)?;
         cmd.arg("--file").arg(&tmp);
         let out = cmd.output().await.map_err(pg_dump_missing)?;
         if !out.status.success() {
@@ -257,13 +260,22 @@ fn file_name(p: &DumpParams) -> String {
 fn destination(work: &Path, p: &DumpParams) -> Result<PathBuf, StepError> {
     let to = work.join(&p.to);
     if p.to.ends_with('/') || to.is_dir() {
-        std::fs::create_dir_all(&to).map_err(|e| StepError::failed(format!("cannot create {}: {e}", to.display())))?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&to)
+            .map_err(|e| StepError::failed(format!("cannot create {}: {e}", to.display())))?;
         return Ok(to.join(file_name(p)));
     }
     if to.exists() {
         return Err(StepError::failed(format!("{} exists; a backup never overwrites a file", to.display())));
     }
     Ok(to)
+}
+
+fn private_file(path: &Path) -> Result<(), StepError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path);
+    f.and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| StepError::failed(format!("cannot create {}: {e}", path.display())))
 }
 
 fn digest(path: &Path) -> Result<(u64, String), StepError> {

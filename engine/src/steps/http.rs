@@ -108,20 +108,18 @@ impl TypedStep for Http {
             req = req.json(json);
         }
         let started = Instant::now();
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| StepError::failed(format!("{} {} failed: {}", p.method.as_str(), p.url, error_chain(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            StepError::failed(format!("{} {} failed: {}", p.method.as_str(), p.url, error_chain(&e.without_url())))
+        })?;
         let status = resp.status().as_u16();
         let headers: serde_json::Map<String, Value> = resp
             .headers()
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
             .collect();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| StepError::failed(format!("reading the body of {} failed: {}", p.url, error_chain(&e))))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            StepError::failed(format!("reading the body of {} failed: {}", p.url, error_chain(&e.without_url())))
+        })?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let body = truncate_capture(&bytes);
         let json = serde_json::from_slice::<Value>(&bytes).ok();

@@ -6,12 +6,19 @@ use std::time::Duration;
 pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
 
 pub fn truncate_capture(bytes: &[u8]) -> String {
-    if bytes.len() <= MAX_CAPTURE {
-        return String::from_utf8_lossy(bytes).into_owned();
+    // Redact first, then cut: a secret straddling the cut must not leave its head behind.
+    // Both steps borrow when they can, so only the kept part is copied.
+    let redactor = crate::template::redact::global();
+    let lossy = String::from_utf8_lossy(bytes);
+    let text = redactor.redact(&lossy);
+    if text.len() <= MAX_CAPTURE {
+        return text.into_owned();
     }
-    let mut s = String::from_utf8_lossy(&bytes[..MAX_CAPTURE]).into_owned();
-    s.push_str(&format!("\n[runbook: output cut at {} MiB of {} bytes]", MAX_CAPTURE >> 20, bytes.len()));
-    s
+    let mut end = MAX_CAPTURE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[runbook: output cut at {} MiB of {} bytes]", &text[..end], MAX_CAPTURE >> 20, bytes.len())
 }
 
 /// The one HTTP client of a run: rustls, a user agent, and a connect timeout. Per-request
