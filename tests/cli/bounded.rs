@@ -185,3 +185,38 @@ fn sql_expect_rows_longer_than_max_rows_is_refused_at_check() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.all().contains("lists 2 rows but `max_rows` keeps 1; raise `max_rows`"), "{}", r.all());
 }
+
+/// The hostile files of issue 11, as regressions: each is a clear error with a position.
+#[test]
+fn alias_bomb_by_bytes_is_a_positioned_error() {
+    let env = Env::new();
+    let mut text = format!("{HEAD}x-s: &s \"{}\"\n", "x".repeat(20_000));
+    text.push_str(&format!("x-l1: &l1 [{}]\n", vec!["*s"; 20].join(", ")));
+    for i in 2..=4 {
+        text.push_str(&format!("x-l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 20].join(", ")));
+    }
+    env.write("bomb.yaml", &text);
+    let r = env.run(&["validate", "bomb.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.all().contains("bomb.yaml:6:")
+            && r.all().contains("more than 32 MiB of text (aliases count at their expanded size)"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn many_keys_duplicate_check_names_both_lines() {
+    let env = Env::new();
+    let mut text = format!("{HEAD}vars:\n");
+    for i in 0..150_000 {
+        text.push_str(&format!("  k{i}: {i}\n"));
+    }
+    text.push_str("  k7: again\n");
+    env.write("keys.yaml", &text);
+    let r = env.run(&["validate", "keys.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains(&format!("keys.yaml:{}:3", 150_004)), "{}", r.all());
+    assert!(r.all().contains("duplicate key `k7` (first at line 11)"), "{}", r.all());
+}

@@ -91,7 +91,7 @@ pub fn hex(bytes: &[u8]) -> String {
 fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
     // Playbooks are small and shallow; these bounds turn alias bombs, deep nesting and
     // generated monsters into errors instead of a hang or an out-of-memory kill.
-    let limits = Limits { max_depth: 64, max_nodes: 400_000 };
+    let limits = Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
     super::node::parse(text, limits)
         .map_err(|e| LoadError::Invalid(vec![Diagnostic::new(file, e.pos, format!("invalid YAML: {}", e.message))]))
 }
