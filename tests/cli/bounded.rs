@@ -220,3 +220,27 @@ fn many_keys_duplicate_check_names_both_lines() {
     assert!(r.all().contains(&format!("keys.yaml:{}:3", 150_004)), "{}", r.all());
     assert!(r.all().contains("duplicate key `k7` (first at line 11)"), "{}", r.all());
 }
+
+/// Thousands of misspelt `needs` against thousands of ids: suggestions are bounded (long
+/// names get none, the distance work has a budget), so this is a plain list of errors.
+#[test]
+fn many_misspelt_needs_are_errors_without_a_quadratic_wait() {
+    let env = Env::new();
+    let mut text = format!("{HEAD}steps:\n");
+    for (n, len) in [(1500, 150), (1500, 60)] {
+        for i in 0..n {
+            let id = format!("s{len}_{i:05}_{}", "x".repeat(len - 10));
+            text.push_str(&format!(
+                "  - id: {id}\n    type: wait\n    needs: [{}y]\n    with: {{ duration: 0s }}\n",
+                &id[..id.len() - 1]
+            ));
+        }
+    }
+    env.write("needs.yaml", &text);
+    let r = env.run(&["validate", "needs.yaml", "--output", "json"]);
+    assert_eq!(r.code, 2, "{}", &r.all()[..500.min(r.all().len())]);
+    assert_eq!(r.stdout.matches("needs unknown step").count(), 3000);
+    // Short ids still get a suggestion while the budget lasts (the first one surely).
+    let first = format!("s60_00000_{}", "x".repeat(50));
+    assert!(r.stdout.contains(&format!("(did you mean `{first}`?)")), "no suggestion for {first}");
+}
