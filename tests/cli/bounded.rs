@@ -244,3 +244,35 @@ fn many_misspelt_needs_are_errors_without_a_quadratic_wait() {
     let first = format!("s60_00000_{}", "x".repeat(50));
     assert!(r.stdout.contains(&format!("(did you mean `{first}`?)")), "no suggestion for {first}");
 }
+
+/// A playbook piped in over the size limit is refused, not cut at the limit and run.
+#[test]
+fn a_piped_playbook_over_the_limit_is_refused() {
+    let env = Env::new();
+    let mut text = format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n");
+    // Valid YAML all the way: a cut at 8 MiB would leave a runnable playbook.
+    while text.len() <= 8 * 1024 * 1024 + 100 {
+        text.push_str(&format!("# {}\n", "c".repeat(1000)));
+    }
+    let mut child = env
+        .command(&["exec", "/dev/stdin", "--run-id", "big"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    let r = crate::support::finish(child.wait_with_output().unwrap());
+    writer.join().unwrap();
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.all().contains("the file is over 8 MiB (read from a pipe); a playbook may be at most 8 MiB"),
+        "{}",
+        r.all()
+    );
+    // Nothing was created: no run folder under the state dir.
+    assert!(!env.path(".runbook").exists() || crate::support::walk(&env.path(".runbook")).is_empty());
+}
