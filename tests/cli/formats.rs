@@ -45,7 +45,7 @@ fn shipped_playbooks_validate_and_match_the_schema() {
         assert_eq!(r.code, 0, "{}: {}", f.display(), r.all());
         let text = std::fs::read_to_string(f).unwrap();
         assert!(text.starts_with("# yaml-language-server: $schema="), "{} lacks the schema line", f.display());
-        let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000 };
+        let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
         let doc = runbook::playbook::node::parse(&text, limits).unwrap().to_json();
         let errors: Vec<String> =
             validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bounded;
 mod cloud;
 mod crash;
 mod diff;

@@ -34,22 +34,26 @@ pub fn load(path: &Path) -> Result<Playbook, LoadError> {
         |e: std::io::Error| LoadError::Io { file: file.clone(), message: format!("cannot read the playbook: {e}") };
     let f = std::fs::File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(LoadError::Invalid(vec![
+    let too_big = |size: String| {
+        LoadError::Invalid(vec![
             Diagnostic::new(
                 &file,
                 Pos { line: 1, col: 1 },
-                format!(
-                    "the file is {:.1} MiB; a playbook may be at most {} MiB",
-                    len as f64 / 1048576.0,
-                    MAX_FILE_BYTES >> 20
-                ),
+                format!("the file is {size}; a playbook may be at most {} MiB", MAX_FILE_BYTES >> 20),
             )
             .with_hint("split it into several playbooks"),
-        ]));
+        ])
+    };
+    if len > MAX_FILE_BYTES {
+        return Err(too_big(format!("{:.1} MiB", len as f64 / 1048576.0)));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    // A pipe or FIFO has no size up front: reading one byte past the limit is how we know,
+    // and it is refused like a regular file, never silently cut.
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(format!("over {} MiB (read from a pipe)", MAX_FILE_BYTES >> 20)));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         LoadError::Invalid(vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, format!("the file is not UTF-8: {e}"))])
     })?;
@@ -91,7 +95,7 @@ pub fn hex(bytes: &[u8]) -> String {
 fn parse_yaml(file: &str, text: &str) -> Result<Node, LoadError> {
     // Playbooks are small and shallow; these bounds turn alias bombs, deep nesting and
     // generated monsters into errors instead of a hang or an out-of-memory kill.
-    let limits = Limits { max_depth: 64, max_nodes: 400_000 };
+    let limits = Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
     super::node::parse(text, limits)
         .map_err(|e| LoadError::Invalid(vec![Diagnostic::new(file, e.pos, format!("invalid YAML: {}", e.message))]))
 }

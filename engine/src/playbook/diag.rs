@@ -62,12 +62,45 @@ impl Diagnostics {
     }
 }
 
+/// Names longer than this get no suggestion: ids are short, and the edit distance costs
+/// the product of the two lengths.
+const DYM_MAX_LEN: usize = 64;
+
+/// Edit-distance cells a process may spend on suggestions in all: a hostile file with
+/// thousands of wrong names against thousands of ids gets plain errors once it is spent,
+/// instead of a quadratic wait (well under a second of work). OSA distance (adjacent
+/// transpositions) is enough for typos and needs no per-call hash map.
+static DYM_BUDGET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(20_000_000);
+
 /// Best "did you mean" candidate for a misspelt name.
 pub fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    use std::sync::atomic::Ordering;
+    if wrong.len() > DYM_MAX_LEN {
+        return None;
+    }
+    let threshold = |c: &str| 2.max(c.len() / 3);
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(wrong, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len().max(wrong.len()))
+        // The distance is at least the length difference: skip what cannot pass the bar.
+        .filter(|c| c.len() <= DYM_MAX_LEN && c.len().abs_diff(wrong.len()) <= threshold(c))
+        .take_while(|c| DYM_BUDGET.fetch_sub((c.len() * wrong.len()).max(1) as i64, Ordering::Relaxed) > 0)
+        .map(|c| (strsim::osa_distance(wrong, c), c))
+        .filter(|(d, c)| *d <= threshold(c) && *d < c.len().max(wrong.len()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod dym_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_close_names_only_and_skips_long_ones() {
+        assert_eq!(did_you_mean("restor_db", ["restore_db", "notify", "restore_dbs_all"]), Some("restore_db"));
+        assert_eq!(did_you_mean("x", ["restore_db"]), None);
+        let long = "a".repeat(65);
+        assert_eq!(did_you_mean(&long, [long.as_str()]), None);
+        // A candidate far longer than the name is not compared (and could not pass).
+        assert_eq!(did_you_mean("abc", ["abcdefghijkl"]), None);
+    }
 }

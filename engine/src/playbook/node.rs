@@ -136,6 +136,9 @@ impl Node {
 pub struct Limits {
     pub max_depth: usize,
     pub max_nodes: usize,
+    /// Bytes of scalar text after aliases are expanded: a few aliases of one long string
+    /// cost few nodes but many bytes.
+    pub max_bytes: usize,
 }
 
 /// A YAML problem at a position.
@@ -148,8 +151,14 @@ pub struct YamlError {
 /// Parses one YAML document into a tree of positioned nodes.
 pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
     // The parser's own nesting limits (255) guard its scanner; ours (64) come first.
-    let mut b =
-        Builder { parser: Parser::new_from_str(text), limits, nodes: 0, anchors: HashMap::new(), last: Pos::default() };
+    let mut b = Builder {
+        parser: Parser::new_from_str(text),
+        limits,
+        nodes: 0,
+        bytes: 0,
+        anchors: HashMap::new(),
+        last: Pos::default(),
+    };
     loop {
         let (ev, span) = b.next()?;
         match ev {
@@ -179,8 +188,9 @@ struct Builder<'a> {
     parser: Parser<'a, granit_parser::StrInput<'a>>,
     limits: Limits,
     nodes: usize,
-    /// Anchored nodes with their size (nodes in the subtree), for aliases.
-    anchors: HashMap<usize, (Node, usize)>,
+    bytes: usize,
+    /// Anchored nodes with their size (nodes and scalar bytes in the subtree), for aliases.
+    anchors: HashMap<usize, (Node, usize, usize)>,
     last: Pos,
 }
 
@@ -218,12 +228,27 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    fn count_bytes(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.max_bytes {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the document has more than {} MiB of text (aliases count at their expanded size)",
+                    self.limits.max_bytes >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn node(&mut self, ev: Event<'a>, span: Span, depth: usize) -> Result<Node, YamlError> {
         let pos = Pos::of(&span);
-        let start = self.nodes;
+        let (start, start_bytes) = (self.nodes, self.bytes);
         let (kind, anchor) = match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 self.count(1, pos)?;
+                self.count_bytes(value.len(), pos)?;
                 let tag = tag.map(|t| t.suffix().to_owned());
                 (scalar(value, style, tag.as_deref()), anchor)
             }
@@ -242,6 +267,8 @@ impl<'a> Builder<'a> {
             Event::MappingStart(_, anchor, _) => {
                 self.enter(depth, pos)?;
                 let mut entries: Vec<(Key, Node)> = Vec::new();
+                // Key -> line of its first use: a hash lookup keeps 150k keys linear.
+                let mut seen: HashMap<String, u64> = HashMap::new();
                 let mut merged: Vec<(Key, Node)> = Vec::new();
                 loop {
                     let (ev, span) = self.next()?;
@@ -269,16 +296,17 @@ impl<'a> Builder<'a> {
                         merge_into(&mut merged, value)?;
                         continue;
                     }
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
+                    if let Some(first) = seen.get(&name) {
                         return Err(YamlError {
                             pos: key_node.pos,
-                            message: format!("duplicate key `{name}` (first at line {})", first.pos.line),
+                            message: format!("duplicate key `{name}` (first at line {first})"),
                         });
                     }
+                    seen.insert(name.clone(), key_node.pos.line);
                     entries.push((Key { name, pos: key_node.pos }, value));
                 }
                 for (k, v) in merged {
-                    if !entries.iter().any(|(e, _)| e.name == k.name) {
+                    if seen.insert(k.name.clone(), k.pos.line).is_none() {
                         entries.push((k, v));
                     }
                 }
@@ -286,10 +314,11 @@ impl<'a> Builder<'a> {
             }
             Event::Alias(id) => {
                 // Count the expansion before copying it: an alias bomb stops here.
-                let Some(&(_, size)) = self.anchors.get(&id) else {
+                let Some(&(_, size, bytes)) = self.anchors.get(&id) else {
                     return Err(YamlError { pos, message: "alias to an unknown anchor".into() });
                 };
                 self.count(size, pos)?;
+                self.count_bytes(bytes, pos)?;
                 let kind = self.anchors[&id].0.kind.clone();
                 return Ok(Node { pos, kind });
             }
@@ -300,7 +329,7 @@ impl<'a> Builder<'a> {
         };
         let node = Node { pos, kind };
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), (self.nodes - start).max(1)));
+            self.anchors.insert(anchor, (node.clone(), (self.nodes - start).max(1), self.bytes - start_bytes));
         }
         Ok(node)
     }
@@ -376,7 +405,7 @@ fn scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) -> NodeKin
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 10_000 };
+    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 10_000, max_bytes: 1 << 20 };
 
     fn kind(text: &str) -> NodeKind {
         parse(text, LIMITS).unwrap().kind
@@ -416,6 +445,15 @@ mod tests {
             ));
         }
         assert!(parse(&bomb, LIMITS).unwrap_err().message.contains("more than 10000 values"));
+        // Few nodes, many bytes: one 20 KB string aliased 20^4 times.
+        let mut wide = format!("s: &s \"{}\"\n", "x".repeat(20_000));
+        wide.push_str("l1: &l1 [*s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s, *s]\n");
+        for i in 2..5 {
+            wide.push_str(&format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 20].join(", ")));
+        }
+        let err = parse(&wide, LIMITS).unwrap_err();
+        assert_eq!(err.message, "the document has more than 1 MiB of text (aliases count at their expanded size)");
+        assert_eq!(err.pos.line, 3, "l1 is 400 KB, l2 crosses 1 MiB");
         assert!(parse("a: 1\n---\nb: 2\n", LIMITS).unwrap_err().message.contains("one YAML document"));
     }
 }

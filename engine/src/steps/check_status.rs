@@ -14,6 +14,7 @@
 //! major), so playbooks test one thing: `steps.x.outputs.indicator in ['major', 'critical']`.
 
 use super::http::error_chain;
+use super::support::{MAX_CAPTURE, read_body_capped};
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -309,7 +310,13 @@ async fn check(ctx: &StepContext, e: &Endpoint) -> Value {
         Err(err) => return json!({ "ok": false, "status": null, "latency_ms": null, "error": error_chain(&err) }),
     };
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
+    let mut resp = resp;
+    // The body is read up to the capture cap and no further (a 1 GB answer is not downloaded).
+    let (body, truncated) = match read_body_capped(&mut resp, MAX_CAPTURE).await {
+        Ok(read) => read,
+        Err(err) => return json!({ "ok": false, "status": status, "latency_ms": null, "error": error_chain(&err) }),
+    };
+    drop(resp);
     let latency = started.elapsed().as_millis() as u64;
     let mut problems = Vec::new();
     if status != e.expect_status {
@@ -320,7 +327,9 @@ async fn check(ctx: &StepContext, e: &Endpoint) -> Value {
     {
         problems.push(format!("{latency} ms, over {max} ms"));
     }
-    if !e.expect_json.is_empty() {
+    if truncated && !e.expect_json.is_empty() {
+        problems.push(format!("the body is over {} MiB; it was not read further", MAX_CAPTURE >> 20));
+    } else if !e.expect_json.is_empty() {
         match serde_json::from_slice::<Value>(&body) {
             Ok(json) => {
                 for (path, want) in &e.expect_json {

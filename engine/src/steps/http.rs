@@ -1,6 +1,6 @@
 //! `http`: any HTTP request; outputs status, headers, body and the JSON body.
 
-use super::support::truncate_capture;
+use super::support::{CUT_OVERLAP, MAX_CAPTURE, body_text, read_body_capped};
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -108,7 +108,7 @@ impl TypedStep for Http {
             req = req.json(json);
         }
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| {
+        let mut resp = req.send().await.map_err(|e| {
             StepError::failed(format!("{} {} failed: {}", p.method.as_str(), p.url, error_chain(&e.without_url())))
         })?;
         let status = resp.status().as_u16();
@@ -117,17 +117,25 @@ impl TypedStep for Http {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
             .collect();
-        let bytes = resp.bytes().await.map_err(|e| {
+        // Read at most the cap (plus the redaction overlap) and stop: a 1 GB answer must not
+        // become 1 GB of memory.
+        let (bytes, truncated) = read_body_capped(&mut resp, MAX_CAPTURE + CUT_OVERLAP).await.map_err(|e| {
             StepError::failed(format!("reading the body of {} failed: {}", p.url, error_chain(&e.without_url())))
         })?;
+        drop(resp);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let body = truncate_capture(&bytes);
-        let json = serde_json::from_slice::<Value>(&bytes).ok();
+        let body = body_text(&bytes, truncated, MAX_CAPTURE);
+        let json = if truncated {
+            None
+        } else {
+            serde_json::from_slice::<Value>(&bytes).ok()
+        };
         let outputs = serde_json::json!({
             "status": status,
             "headers": headers,
             "body": body,
             "json": json,
+            "truncated": truncated,
             "elapsed_ms": elapsed_ms,
         });
         let ok = match &p.expect_status {

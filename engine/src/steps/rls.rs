@@ -214,7 +214,7 @@ fn load_expected(path: &Path) -> Result<Snapshot, StepError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| StepError::failed(format!("cannot read the expected policies {file}: {e}")))?;
-    let limits = crate::playbook::node::Limits { max_depth: 16, max_nodes: 1_000_000 };
+    let limits = crate::playbook::node::Limits { max_depth: 16, max_nodes: 1_000_000, max_bytes: 64 << 20 };
     let node = crate::playbook::node::parse(&text, limits)
         .map_err(|e| StepError::failed(format!("{file}:{}:{}: invalid YAML: {}", e.pos.line, e.pos.col, e.message)))?;
     serde_path_to_error::deserialize::<_, Snapshot>(node.to_json()).map_err(|e| {

@@ -2,7 +2,7 @@
 //! run by `sh -c` and only when asked for, so a templated value cannot inject shell syntax
 //! into an argv command.
 
-use super::support::{tail_lines, truncate_capture};
+use super::support::{MAX_CAPTURE, capture_stream, tail_lines};
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -132,22 +132,48 @@ impl TypedStep for Shell {
             };
             StepError::failed(format!("cannot start `{what}`: {e}")).with_hint(hint)
         })?;
+        let mut child = child;
         let mut guard = GroupGuard(child.id().map(|id| id as i32));
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| StepError::failed(format!("waiting for `{what}` failed: {e}")))?;
+        // Both pipes are drained at once into bounded captures (a child blocked on a full
+        // stderr pipe would never close stdout), and only then is the exit status read.
+        let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
+        let stdout = async {
+            match stdout_pipe {
+                Some(p) => capture_stream(p, MAX_CAPTURE).await,
+                None => capture_stream(tokio::io::empty(), MAX_CAPTURE).await,
+            }
+        };
+        let stderr = async {
+            match stderr_pipe {
+                Some(p) => capture_stream(p, MAX_CAPTURE).await,
+                None => capture_stream(tokio::io::empty(), MAX_CAPTURE).await,
+            }
+        };
+        let (stdout, stderr) = tokio::join!(stdout, stderr);
+        let failed = |e: std::io::Error| StepError::failed(format!("reading the output of `{what}` failed: {e}"));
+        let (stdout, stderr) = (stdout.map_err(failed)?, stderr.map_err(failed)?);
+        let status = child.wait().await.map_err(|e| StepError::failed(format!("waiting for `{what}` failed: {e}")))?;
         guard.0 = None;
-        let stdout = truncate_capture(&out.stdout);
-        let stderr = truncate_capture(&out.stderr);
-        let code = out.status.code();
+        let stdout_whole = stdout.whole().map(<[u8]>::to_vec);
+        let stdout_cut = stdout.truncated().then(|| stdout.total());
+        let stdout = stdout.text();
+        let stderr = stderr.text();
+        let code = status.code();
         let mut outputs = serde_json::json!({
             "stdout": stdout.strip_suffix('\n').unwrap_or(&stdout),
             "stderr": stderr,
             "exit_code": code,
         });
         if p.stdout == StdoutMode::Json {
-            match serde_json::from_str::<serde_json::Value>(&stdout) {
+            if let Some(total) = stdout_cut {
+                return Err(StepError::failed(format!(
+                    "stdout of `{what}` is {total} bytes, over the {} MiB capture cap, so it cannot be parsed as JSON",
+                    MAX_CAPTURE >> 20
+                ))
+                .with_hint("print less, or write the JSON to a file and read what you need from it")
+                .with_outputs(outputs));
+            }
+            match serde_json::from_slice::<serde_json::Value>(stdout_whole.as_deref().unwrap_or_default()) {
                 Ok(json) => outputs["json"] = json,
                 Err(e) => {
                     return Err(StepError::failed(format!("stdout of `{what}` is not JSON: {e}"))
@@ -168,7 +194,7 @@ impl TypedStep for Shell {
             }
             None => {
                 use std::os::unix::process::ExitStatusExt;
-                let sig = out.status.signal().unwrap_or(0);
+                let sig = status.signal().unwrap_or(0);
                 Err(StepError::failed(format!("`{what}` was killed by signal {sig}")).with_outputs(outputs))
             }
         }

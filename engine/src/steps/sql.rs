@@ -2,7 +2,8 @@
 //! optional `expect` assertions fail the step with a message that shows the difference.
 
 use super::pg::{self, Param};
-use super::{Outputs, StepContext, StepError, TypedStep};
+use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
+use futures_util::TryStreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -32,6 +33,23 @@ pub struct SqlParams {
     /// after a crash without asking (unless the step says `idempotent: true`).
     #[serde(default)]
     pub mode: Mode,
+    /// At most this many rows are kept in `outputs.rows` (and the journal); the rest are
+    /// counted in `row_count` and `rows_dropped` but not held in memory.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+}
+
+/// Enough for any check a runbook makes by eye; a `SELECT *` on a big table stays small.
+pub const DEFAULT_MAX_ROWS: usize = 1000;
+
+fn default_max_rows() -> usize {
+    DEFAULT_MAX_ROWS
+}
+
+/// The first `max` rows, and how many there were in all.
+struct Kept {
+    rows: Vec<Value>,
+    total: u64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +82,16 @@ impl TypedStep for Sql {
         p.mode == Mode::Read
     }
 
+    fn validate(p: &SqlParams) -> Result<(), ParamError> {
+        match p.expect.as_ref().and_then(|e| e.rows.as_ref()) {
+            Some(rows) if rows.len() > p.max_rows => Err(ParamError::at(
+                "expect.rows",
+                format!("lists {} rows but `max_rows` keeps {}; raise `max_rows`", rows.len(), p.max_rows),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn plan(p: &SqlParams) -> String {
         let url = pg::label(&p.url);
         let how = match p.mode {
@@ -77,10 +105,10 @@ impl TypedStep for Sql {
         super::same_db::refuse_same(&p.url, p.not_same_as.as_deref(), &pg::label(&p.url)).await?;
         let (client, label) = pg::connect(&p.url).await?;
         if p.mode == Mode::Read {
-            let rows = read_only_rows(&client, &p, &label).await?;
-            return finish(&p, rows);
+            let kept = read_only_rows(&client, &p, &label).await?;
+            return finish(&p, kept);
         }
-        let rows: Vec<Value> = match client.prepare(&p.query).await {
+        let kept = match client.prepare(&p.query).await {
             Ok(stmt) => {
                 if stmt.params().len() != p.params.len() {
                     return Err(StepError::failed(format!(
@@ -90,24 +118,34 @@ impl TypedStep for Sql {
                     )));
                 }
                 let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
-                let rows = client.query(&stmt, &refs).await.map_err(|e| pg::query_error(&label, &e))?;
-                rows.iter().map(pg::row_json).collect::<Result<_, _>>()?
+                let refs = params.iter().map(|x| x as &(dyn ToSql + Sync));
+                // Rows are streamed: past `max_rows` they are counted, not held.
+                let stream = client.query_raw(&stmt, refs).await.map_err(|e| pg::query_error(&label, &e))?;
+                futures_util::pin_mut!(stream);
+                let mut kept = Kept { rows: Vec::new(), total: 0 };
+                while let Some(row) = stream.try_next().await.map_err(|e| pg::query_error(&label, &e))? {
+                    kept.total += 1;
+                    if kept.rows.len() < p.max_rows {
+                        kept.rows.push(pg::row_json(&row)?);
+                    }
+                }
+                kept
             }
             // Several statements cannot be prepared: run them as a script.
             Err(e) if p.params.is_empty() && e.code().is_some_and(|c| c.code() == "42601") => {
-                script_rows(&client, &p.query, &label).await?
+                script_rows(&client, &p.query, &label, p.max_rows).await?
             }
             Err(e) => return Err(pg::query_error(&label, &e)),
         };
-        finish(&p, rows)
+        finish(&p, kept)
     }
 }
 
-fn finish(p: &SqlParams, rows: Vec<Value>) -> Result<Outputs, StepError> {
-    let outputs = serde_json::json!({ "rows": rows, "row_count": rows.len() });
+fn finish(p: &SqlParams, kept: Kept) -> Result<Outputs, StepError> {
+    let dropped = kept.total - kept.rows.len() as u64;
+    let outputs = serde_json::json!({ "rows": kept.rows, "row_count": kept.total, "rows_dropped": dropped });
     if let Some(expect) = &p.expect
-        && let Err(msg) = check_expect(expect, &rows)
+        && let Err(msg) = check_expect(expect, &kept)
     {
         return Err(StepError::failed(msg).with_outputs(outputs));
     }
@@ -118,7 +156,7 @@ fn finish(p: &SqlParams, rows: Vec<Value>) -> Result<Outputs, StepError> {
 /// rolled back at the end. A single prepared statement cannot end that transaction or
 /// switch it to read-write before it has run (PostgreSQL refuses `SET TRANSACTION READ
 /// WRITE` after the first query), so nothing it does can be committed.
-async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &str) -> Result<Vec<Value>, StepError> {
+async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &str) -> Result<Kept, StepError> {
     client.batch_execute("BEGIN READ ONLY").await.map_err(|e| pg::query_error(label, &e))?;
     let stmt = match client.prepare(&p.query).await {
         Ok(s) => s,
@@ -140,8 +178,22 @@ async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &
         )));
     }
     let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
-    let result = client.query(&stmt, &refs).await;
+    let refs = params.iter().map(|x| x as &(dyn ToSql + Sync));
+    // Rows are streamed: past `max_rows` they are counted, not held.
+    let result = async {
+        let stream = client.query_raw(&stmt, refs).await?;
+        futures_util::pin_mut!(stream);
+        let mut kept = Kept { rows: Vec::new(), total: 0 };
+        let mut raw = Vec::new();
+        while let Some(row) = stream.try_next().await? {
+            kept.total += 1;
+            if raw.len() < p.max_rows {
+                raw.push(row);
+            }
+        }
+        Ok::<_, tokio_postgres::Error>((kept, raw))
+    }
+    .await;
     // Whatever happened, nothing is kept; a failed rollback only means the connection is
     // gone, and an uncommitted transaction dies with it.
     let _ = client.batch_execute("ROLLBACK").await;
@@ -155,27 +207,39 @@ async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &
             pg::query_error(label, &e)
         }
     })?;
-    rows.iter().map(pg::row_json).collect()
+    let (mut kept, raw) = rows;
+    kept.rows = raw.iter().map(pg::row_json).collect::<Result<_, _>>()?;
+    Ok(kept)
 }
 
-async fn script_rows(client: &tokio_postgres::Client, query: &str, label: &str) -> Result<Vec<Value>, StepError> {
-    let messages = client.simple_query(query).await.map_err(|e| pg::query_error(label, &e))?;
-    let mut rows = Vec::new();
-    for m in messages {
+async fn script_rows(
+    client: &tokio_postgres::Client,
+    query: &str,
+    label: &str,
+    max_rows: usize,
+) -> Result<Kept, StepError> {
+    let stream = client.simple_query_raw(query).await.map_err(|e| pg::query_error(label, &e))?;
+    futures_util::pin_mut!(stream);
+    let mut kept = Kept { rows: Vec::new(), total: 0 };
+    while let Some(m) = stream.try_next().await.map_err(|e| pg::query_error(label, &e))? {
         match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => {
+                kept.total += 1;
+                if kept.rows.len() >= max_rows {
+                    continue;
+                }
                 let mut obj = Map::new();
                 for (i, c) in r.columns().iter().enumerate() {
                     obj.insert(c.name().to_owned(), r.get(i).map_or(Value::Null, |s| Value::String(s.to_owned())));
                 }
-                rows.push(Value::Object(obj));
+                kept.rows.push(Value::Object(obj));
             }
             // Each statement's result replaces the previous one: the last one counts.
-            tokio_postgres::SimpleQueryMessage::RowDescription(_) => rows.clear(),
+            tokio_postgres::SimpleQueryMessage::RowDescription(_) => kept = Kept { rows: Vec::new(), total: 0 },
             _ => {}
         }
     }
-    Ok(rows)
+    Ok(kept)
 }
 
 fn same(expected: &Value, actual: &Value) -> bool {
@@ -191,15 +255,22 @@ fn same(expected: &Value, actual: &Value) -> bool {
     }
 }
 
-fn check_expect(expect: &Expect, rows: &[Value]) -> Result<(), String> {
+fn check_expect(expect: &Expect, kept: &Kept) -> Result<(), String> {
+    let rows = &kept.rows[..];
     if let Some(n) = expect.row_count
-        && rows.len() as u64 != n
+        && kept.total != n
     {
-        return Err(format!("expected {n} row(s), got {}", rows.len()));
+        return Err(format!("expected {n} row(s), got {}", kept.total));
     }
     if let Some(want) = &expect.rows {
-        if want.len() != rows.len() {
-            return Err(format!("expected {} row(s), got {}: {}", want.len(), rows.len(), Value::Array(rows.to_vec())));
+        if want.len() as u64 != kept.total {
+            let shown = if kept.total > rows.len() as u64 { " (the first ones)" } else { "" };
+            return Err(format!(
+                "expected {} row(s), got {}{shown}: {}",
+                want.len(),
+                kept.total,
+                Value::Array(rows.to_vec())
+            ));
         }
         for (i, (w, got)) in want.iter().zip(rows).enumerate() {
             for (col, value) in w {
@@ -223,11 +294,15 @@ mod tests {
     #[test]
     fn expectations() {
         let e = Expect { row_count: Some(1), rows: Some(vec![serde_json::from_str(r#"{"n": 0}"#).unwrap()]) };
-        assert!(check_expect(&e, &[serde_json::json!({"n": 0, "x": 1})]).is_ok());
+        let kept = |rows: Vec<Value>| Kept { total: rows.len() as u64, rows };
+        assert!(check_expect(&e, &kept(vec![serde_json::json!({"n": 0, "x": 1})])).is_ok());
         assert_eq!(
-            check_expect(&e, &[serde_json::json!({"n": 5})]).unwrap_err(),
+            check_expect(&e, &kept(vec![serde_json::json!({"n": 5})])).unwrap_err(),
             "row 0, column `n`: expected 0, got 5"
         );
-        assert_eq!(check_expect(&e, &[]).unwrap_err(), "expected 1 row(s), got 0");
+        assert_eq!(check_expect(&e, &kept(vec![])).unwrap_err(), "expected 1 row(s), got 0");
+        // row_count counts the dropped rows too.
+        let counted = Expect { row_count: Some(5000), rows: None };
+        assert!(check_expect(&counted, &Kept { rows: vec![], total: 5000 }).is_ok());
     }
 }

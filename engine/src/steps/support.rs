@@ -3,22 +3,175 @@
 use std::time::Duration;
 
 /// Captured output beyond this is cut (and says so): a runaway command must not eat memory.
+/// It bounds what a capture ever holds, not only what it keeps at the end.
 pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
 
-pub fn truncate_capture(bytes: &[u8]) -> String {
-    // Redact first, then cut: a secret straddling the cut must not leave its head behind.
-    // Both steps borrow when they can, so only the kept part is copied.
+/// Bytes kept past each side of the cut so a redactor sees a whole secret that straddles it
+/// before the cut drops the part outside the kept window (see [`Captured::text_with`]).
+pub const CUT_OVERLAP: usize = 4 * 1024;
+
+/// A streaming capture: keeps the first and the last `cap / 2` bytes (plus [`CUT_OVERLAP`])
+/// and only counts what lies between, so memory stays bounded whatever the producer writes.
+pub struct Capture {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    total: u64,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Self {
+        let head_cap = cap / 2;
+        Capture {
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            head_cap,
+            tail_cap: cap - head_cap,
+            total: 0,
+        }
+    }
+
+    /// Bytes seen so far, kept or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let head_room = (self.head_cap + CUT_OVERLAP).saturating_sub(self.head.len());
+        let n = head_room.min(chunk.len());
+        self.head.extend_from_slice(&chunk[..n]);
+        chunk = &chunk[n..];
+        if chunk.is_empty() {
+            return;
+        }
+        let keep = self.tail_cap + CUT_OVERLAP;
+        if chunk.len() >= keep {
+            self.tail.clear();
+            chunk = &chunk[chunk.len() - keep..];
+        }
+        self.tail.extend(chunk);
+        let excess = self.tail.len().saturating_sub(keep);
+        self.tail.drain(..excess);
+    }
+
+    pub fn finish(self) -> Captured {
+        let mut head = self.head;
+        let mut tail: Vec<u8> = self.tail.into();
+        let limit = (self.head_cap + self.tail_cap) as u64;
+        if self.total <= limit {
+            // Nothing was dropped: head and tail are one contiguous text.
+            head.append(&mut tail);
+            return Captured { head, tail: Vec::new(), head_cap: usize::MAX, tail_cap: 0, total: self.total };
+        }
+        Captured { head, tail, head_cap: self.head_cap, tail_cap: self.tail_cap, total: self.total }
+    }
+}
+
+/// The result of a [`Capture`]: either the whole output or its head and tail with the count
+/// of bytes cut between them.
+pub struct Captured {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    total: u64,
+}
+
+impl Captured {
+    pub fn truncated(&self) -> bool {
+        self.head_cap != usize::MAX
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The raw bytes when nothing was cut (for JSON parsing); `None` when cut.
+    pub fn whole(&self) -> Option<&[u8]> {
+        (!self.truncated()).then_some(&self.head[..])
+    }
+
+    /// The text as it may leave the step: redacted by the run's redactor, then cut.
+    pub fn text(&self) -> String {
+        let redactor = crate::template::redact::global();
+        self.text_with(|s| redactor.redact(s).into_owned())
+    }
+
+    /// The one place where a capture is cut. `redact` runs over the head and the tail
+    /// *including* the overlap bytes past the cut, and only then is each side cut to its
+    /// window, so a secret straddling the cut is redacted before half of it could survive.
+    pub fn text_with(&self, redact: impl Fn(&str) -> String) -> String {
+        if !self.truncated() {
+            return redact(&String::from_utf8_lossy(&self.head));
+        }
+        let head = redact(&String::from_utf8_lossy(&self.head));
+        let tail = redact(&String::from_utf8_lossy(&self.tail));
+        let head = &head[..floor_char(&head, self.head_cap.min(head.len()))];
+        let tail = &tail[ceil_char(&tail, tail.len().saturating_sub(self.tail_cap))..];
+        let cut = self.total - (self.head_cap + self.tail_cap) as u64;
+        format!(
+            "{head}\n[runbook: {cut} bytes cut here; the output was {} bytes, {} MiB are kept]\n{tail}",
+            self.total,
+            (self.head_cap + self.tail_cap) >> 20
+        )
+    }
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Reads `r` to its end into a bounded [`Capture`], in 64 KiB pieces.
+pub async fn capture_stream(mut r: impl tokio::io::AsyncRead + Unpin, cap: usize) -> std::io::Result<Captured> {
+    use tokio::io::AsyncReadExt;
+    let mut c = Capture::new(cap);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(c.finish());
+        }
+        c.push(&buf[..n]);
+    }
+}
+
+/// Redacts an HTTP body read by [`read_body_capped`] with `cap + CUT_OVERLAP`, then cuts it at
+/// `cap`: redact first, so a secret straddling the cut leaves no head behind.
+pub fn body_text(bytes: &[u8], truncated: bool, cap: usize) -> String {
     let redactor = crate::template::redact::global();
-    let lossy = String::from_utf8_lossy(bytes);
-    let text = redactor.redact(&lossy);
-    if text.len() <= MAX_CAPTURE {
-        return text.into_owned();
+    let text = redactor.redact(&String::from_utf8_lossy(bytes)).into_owned();
+    if !truncated {
+        return text;
     }
-    let mut end = MAX_CAPTURE;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let end = floor_char(&text, cap.min(text.len()));
+    format!("{}\n[runbook: body cut at {} MiB; the rest was not read]", &text[..end], cap >> 20)
+}
+
+/// Reads an HTTP body up to `cap` bytes and stops there (the rest is not downloaded).
+/// Returns the bytes and whether the body was longer than the cap.
+pub async fn read_body_capped(resp: &mut reqwest::Response, cap: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
     }
-    format!("{}\n[runbook: output cut at {} MiB of {} bytes]", &text[..end], MAX_CAPTURE >> 20, bytes.len())
+    Ok((body, false))
 }
 
 /// The one HTTP client of a run: rustls, a user agent, and a connect timeout. Per-request
@@ -74,5 +227,76 @@ pub mod lenient {
 
     pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String>, D::Error> {
         IndexMap::<String, Value>::deserialize(d)?.into_iter().map(|(k, v)| Ok((k, text(v)?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(pieces: &[&[u8]], cap: usize) -> Captured {
+        let mut c = Capture::new(cap);
+        for p in pieces {
+            c.push(p);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn small_output_is_kept_whole() {
+        let c = capture(&[b"hello ", b"world"], 64);
+        assert!(!c.truncated());
+        assert_eq!(c.text(), "hello world");
+        assert_eq!(c.whole(), Some(&b"hello world"[..]));
+    }
+
+    #[test]
+    fn large_output_keeps_head_and_tail_and_counts_the_rest() {
+        let cap = 2 * CUT_OVERLAP;
+        let data: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        // Pushed in uneven pieces so the ring buffer wraps and drops on many paths.
+        let mut c = Capture::new(cap);
+        for piece in data.chunks(777) {
+            c.push(piece);
+            assert!(c.head.len() + c.tail.len() <= cap + 2 * CUT_OVERLAP, "holds more than the cap");
+        }
+        let c = c.finish();
+        assert!(c.truncated());
+        assert_eq!(c.total(), 100_000);
+        let text = c.text();
+        let head = std::str::from_utf8(&data[..cap / 2]).unwrap();
+        let tail = std::str::from_utf8(&data[data.len() - cap / 2..]).unwrap();
+        let note =
+            format!("\n[runbook: {} bytes cut here; the output was 100000 bytes, 0 MiB are kept]\n", 100_000 - cap);
+        assert_eq!(text, format!("{head}{note}{tail}"));
+    }
+
+    #[test]
+    fn output_exactly_at_the_cap_is_not_cut() {
+        let data = vec![b'x'; 64];
+        let c = capture(&[&data], 64);
+        assert!(!c.truncated());
+        assert_eq!(c.text().len(), 64);
+    }
+
+    #[test]
+    fn redactor_sees_a_secret_straddling_the_cut() {
+        let cap = 2 * CUT_OVERLAP;
+        let mut data = vec![b'.'; cap / 2 - 3];
+        data.extend_from_slice(b"SECRET");
+        data.extend(vec![b'.'; 50_000]);
+        let c = capture(&[&data], cap);
+        let text = c.text_with(|s| s.replace("SECRET", "******"));
+        assert!(!text.contains("SEC"), "the kept half of the secret leaked");
+        assert!(text.starts_with(&format!("{}***", ".".repeat(cap / 2 - 3))));
+    }
+
+    #[test]
+    fn a_cut_inside_a_multibyte_char_stays_valid_text() {
+        let data = "é".repeat(10_000);
+        let c = capture(&[data.as_bytes()], 2 * CUT_OVERLAP + 1);
+        let text = c.text();
+        assert!(text.contains("bytes cut here"));
+        assert!(!text.contains('\u{fffd}'));
     }
 }
