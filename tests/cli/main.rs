@@ -6,6 +6,7 @@ mod support;
 mod cloud;
 mod crash;
 mod diff;
+mod drill;
 mod formats;
 mod pg;
 mod pg_cluster;

@@ -165,7 +165,7 @@ pub fn load(path: &Path) -> Result<Suite, LoadError> {
     let description = root.get("description").and_then(|n| de::<String>(&mut diags, n, "description: "));
     let env = root.get("env").and_then(|n| de::<IndexMap<String, String>>(&mut diags, n, "env: ")).unwrap_or_default();
     check_env(&mut diags, root.get("env"), &env);
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut out = Vec::new();
     match root.get("playbooks") {
         None => {
