@@ -1,0 +1,130 @@
+//! The repository's playbooks run through `runbook drill` against real PostgreSQL (a
+//! throwaway cluster) and a strict Slack webhook fake: the quarterly restore drill, the
+//! nightly backup, an S3 limited-scope restore from that kind of backup, and the failure
+//! scenarios (scratch == production refused with nothing dropped; a failed restore pages).
+
+use crate::pg_cluster::Cluster;
+use crate::support::{Env, finish, repo_root, status};
+use serde_json::Value;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn playbook(name: &str) -> String {
+    repo_root().join("playbooks").join(name).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenarios_hold() {
+    let c = Cluster::start();
+    c.psql(concat!(
+        "create table orders (id int primary key, owner text not null, total int not null);",
+        "insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, 500) g;",
+        "alter table orders enable row level security;",
+        "create policy orders_owner on orders for select using (owner = current_user);",
+    ));
+    c.psql("create database scratch");
+    let prod = c.url();
+    // postgresql://postgres:PW@127.0.0.1:PORT/postgres → the same server, database `scratch`.
+    let scratch = format!("{}/scratch", prod.rsplit_once('/').unwrap().0);
+    // The production database under another host name: must still be recognised.
+    let prod_alias = prod.replace("127.0.0.1", "localhost");
+    let env = Env::new();
+    let snap = env.run(&["rls-snapshot", &prod]);
+    assert_eq!(snap.code, 0, "{}", snap.all());
+    env.write("rls.yaml", &snap.stdout);
+    // Last night's backup, in the format the nightly backup writes (checked below too).
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    let dump = env.path("backups/nightly.dump");
+    let out = std::process::Command::new(crate::pg_cluster::bin("pg_dump"))
+        .args(["-Fc", "-f"])
+        .arg(&dump)
+        .arg(&prod)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The corruption S3 repairs.
+    c.psql("update orders set total = -1 where id <= 40");
+
+    // Slack incoming webhook (https://api.slack.com/messaging/webhooks): POST JSON
+    // `{"text": ...}` to the hook URL; answers 200 `ok`. Only the page of the failed restore
+    // may arrive, exactly once.
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/T0/B0/hook"))
+        .and(header("content-type", "application/json"))
+        .and(body_string_contains("FAILED"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(1)
+        .mount(&slack)
+        .await;
+    let hook = format!("{}/services/T0/B0/hook", slack.uri());
+
+    let suite = format!(
+        r#"apiVersion: runbook-drill/v1
+name: pg-drill
+env: {{ DATABASE_URL: "${{PROD_URL}}" }}
+playbooks:
+  - id: backup
+    file: {backup}
+    inputs: {{ to: backups/nightly/ }}
+    expect_steps: {{ check_full: succeeded, check_schema: succeeded, media_backup: skipped }}
+  - id: restore_drill
+    file: {dr}
+    inputs: {{ rls_expected: rls.yaml }}
+    env: {{ SCRATCH_DATABASE_URL: "${{SCRATCH_URL}}" }}
+    expect_steps: {{ scratch_is_separate: succeeded, verify_data: succeeded, verify_rls: succeeded, empty_scratch: succeeded }}
+  - id: restore_drill_on_production
+    description: The scratch URL is production under another host name; refused, nothing dropped.
+    file: {dr}
+    inputs: {{ rls_expected: rls.yaml }}
+    env: {{ SCRATCH_DATABASE_URL: "${{PROD_ALIAS}}" }}
+    expect: failed
+    expect_steps: {{ scratch_is_separate: failed, restore: pending, empty_scratch: skipped }}
+  - id: s3_tables
+    file: {s3}
+    inputs: {{ project_ref: local, target_time: "2026-11-27T09:12:00Z", scope: tables, tables: [public.orders], dump_file: backups/nightly.dump, damage_query: "select count(*) as n from orders where total < 0", rls_expected: rls.yaml }}
+    approve: [approve_restore]
+    expect_steps: {{ restore_tables: succeeded, restore_pitr: skipped, verify_data: succeeded, page_on_failure: skipped }}
+  - id: s3_restore_fails_and_pages
+    description: The dump to restore from is missing; the restore fails and the team is paged.
+    file: {s3}
+    inputs: {{ project_ref: local, target_time: "2026-11-27T09:12:00Z", scope: tables, tables: [public.orders], dump_file: backups/missing.dump, rls_expected: rls.yaml }}
+    env: {{ SLACK_WEBHOOK: "{hook}" }}
+    approve: [approve_restore]
+    expect: failed
+    expect_steps: {{ restore_tables: failed, page_on_failure: succeeded }}
+"#,
+        backup = playbook("backup.yaml"),
+        dr = playbook("dr-drill.yaml"),
+        s3 = playbook("s3-data-corruption.yaml"),
+    );
+    env.write("suite.yaml", &suite);
+    let mut cmd = env.command(&["drill", "suite.yaml", "--id", "e2e", "--output", "json"]);
+    cmd.env("PROD_URL", &prod).env("SCRATCH_URL", &scratch).env("PROD_ALIAS", &prod_alias).env_remove("SLACK_WEBHOOK");
+    let r = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
+    for p in rep["playbooks"].as_array().unwrap() {
+        assert_eq!(p["result"], "passed", "{}: {}\n{}", p["id"], p, r.stderr);
+    }
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The nightly backup is custom-format (pg_restore can list it: restore_tables can use it).
+    let nightly: Vec<_> = std::fs::read_dir(env.path("backups/nightly")).unwrap().flatten().map(|e| e.path()).collect();
+    let full = nightly.iter().find(|p| p.extension().is_some_and(|e| e == "dump")).expect("a .dump in backups/nightly");
+    let list =
+        std::process::Command::new(crate::pg_cluster::bin("pg_restore")).arg("--list").arg(full).output().unwrap();
+    assert!(list.status.success() && String::from_utf8_lossy(&list.stdout).contains("TABLE public orders"));
+    // The refused drill dropped nothing: production still has its table and rows, and the
+    // corruption was repaired by the S3 run.
+    assert_eq!(c.psql("select count(*), count(*) filter (where total < 0) from orders"), "500|0");
+    let refused = env.show("e2e-restore_drill_on_production");
+    assert_eq!(status(&refused, "empty_scratch"), "skipped");
+    // The good drill emptied the scratch database at the end.
+    assert_eq!(c.psql("select count(*) from pg_database where datname = 'scratch'"), "1");
+    let md = env.read(".runbook/drills/e2e/report.md");
+    assert!(md.contains("| `restore_drill` (dr-drill) | S3 drill | succeeded | succeeded | 2h / "), "{md}");
+    // Secrets: the database password is in no file of the state dir.
+    for f in crate::support::walk(&env.path(".runbook")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(!text.contains(crate::pg_cluster::PASSWORD), "{} holds the password", f.display());
+    }
+}
