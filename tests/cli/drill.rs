@@ -130,7 +130,7 @@ playbooks:
     expect_steps: { restore: failed, page: succeeded }
   - id: unexpected
     file: restore.yaml
-    inputs: { marker: does-not-exist }
+    inputs: { marker: "${NO_SUCH_VARIABLE:-does-not-exist}" }
 "#,
     );
     assert_eq!(env.run(&["drill", "suite.yaml", "--check"]).code, 0);
@@ -257,4 +257,24 @@ fn drill_secrets_come_from_the_environment_and_stay_out_of_every_file() {
         assert!(!text.contains(secret), "{} holds the secret", f.display());
     }
     assert!(!r.all().contains(secret));
+}
+
+#[test]
+fn pre_launch_suite_checks_out_and_names_every_missing_variable_before_running_anything() {
+    let env = Env::new();
+    let suite = crate::support::repo_root().join("drills/pre-launch.yaml");
+    let suite = suite.to_str().unwrap();
+    let r = env.run(&["drill", suite, "--check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("ok (6 playbooks)"), "{}", r.stdout);
+    let r = env.run(&["drill", suite]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    for var in
+        ["DRILL_DATABASE_URL", "DRILL_SCRATCH_DATABASE_URL", "DRILL_VERCEL_TOKEN", "DRILL_INFISICAL_CLIENT_SECRET"]
+    {
+        assert!(r.stderr.contains(var), "{var} not named: {}", r.stderr);
+    }
+    // Defaults (`${NAME:-default}`) are not demanded.
+    assert!(!r.stderr.contains("DRILL_VERCEL_API"), "{}", r.stderr);
+    assert!(!env.path(".runbook").exists(), "nothing ran, nothing recorded");
 }

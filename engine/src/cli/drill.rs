@@ -32,6 +32,18 @@ pub(super) fn drill_cmd(cli: &Cli, a: &DrillArgs) -> Res {
         }
         return Ok(EXIT_OK);
     }
+    // Every `${NAME}` must be set before the first run starts, not found missing halfway.
+    let mut missing = Vec::new();
+    for entry in &suite.entries {
+        for r in [run::entry_env(&suite, entry).map(drop), run::entry_inputs(entry).map(drop)] {
+            if let Err(e) = r {
+                missing.push(e.to_string());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(usage(missing.join("\n")));
+    }
     let state_dir = &cli.global.state_dir;
     let by = gate::operator();
     let (drill_id, mut record, resuming) = match &a.resume {

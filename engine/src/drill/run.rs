@@ -171,11 +171,33 @@ pub fn entry_env(suite: &Suite, entry: &Entry) -> Result<Vec<(String, String)>, 
     }
 }
 
-/// The text of `-i name=value` for a suite input (lists and maps as JSON, as `-i` reads them).
-fn input_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// The `-i name=value` arguments of an entry: lists and maps as JSON (as `-i` reads them),
+/// `${NAME}` in strings expanded from this process's environment.
+pub fn entry_inputs(entry: &Entry) -> Result<Vec<String>, DrillError> {
+    let lookup = |n: &str| std::env::var(n).ok();
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for (k, v) in &entry.raw.inputs {
+        let text = match v {
+            Value::String(s) => match expand(s, &lookup) {
+                Ok(t) => t,
+                Err(names) => {
+                    missing.extend(names.into_iter().map(|n| format!("{n} (for input {k})")));
+                    continue;
+                }
+            },
+            other => other.to_string(),
+        };
+        out.push(format!("{k}={text}"));
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(DrillError::Usage(format!(
+            "playbook `{}` of the suite needs environment variable(s) that are not set: {}",
+            entry.raw.id,
+            missing.join(", ")
+        )))
     }
 }
 
@@ -204,8 +226,8 @@ pub fn run_entry(
         }
     } else {
         cmd.arg(&entry.path).args(["--run-id", &rec.run_id]);
-        for (k, v) in &entry.raw.inputs {
-            cmd.arg("-i").arg(format!("{k}={}", input_text(v)));
+        for kv in entry_inputs(entry)? {
+            cmd.arg("-i").arg(kv);
         }
     }
     if entry.raw.yes {

@@ -45,7 +45,8 @@ pub struct RawEntry {
     pub file: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Input values (not secret ones: give those as `env: {RUNBOOK_INPUT_NAME: "${VAR}"}`).
+    /// Input values (not secret ones: give those as `env: {RUNBOOK_INPUT_NAME: "${VAR}"}`);
+    /// in a string, `${NAME}` takes NAME from the drill's environment.
     #[serde(default)]
     pub inputs: IndexMap<String, Value>,
     /// Environment for this run, over the suite's; `${NAME}` expands from the drill's environment.
@@ -258,9 +259,12 @@ pub fn expand_refs(v: &str) -> Result<Vec<String>, String> {
     while let Some(i) = rest.find("${") {
         let after = &rest[i + 2..];
         let Some(end) = after.find('}') else { return Err(format!("unclosed `${{` in `{v}`")) };
-        let name = &after[..end];
+        let name = after[..end].split_once(":-").map_or(&after[..end], |(n, _)| n);
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{name}}}` is not a variable name"));
+            return Err(format!(
+                "`${{{}}}` is not a variable name (write `${{NAME}}` or `${{NAME:-default}}`)",
+                &after[..end]
+            ));
         }
         names.push(name.to_owned());
         rest = &after[end + 1..];
@@ -268,7 +272,8 @@ pub fn expand_refs(v: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Expands `${NAME}` from `lookup`; the names that were not set come back as the error.
+/// Expands `${NAME}` and `${NAME:-default}` from `lookup`; the names that were not set
+/// (and have no default) come back as the error.
 pub fn expand(v: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
     let mut out = String::new();
     let mut missing = Vec::new();
@@ -281,10 +286,15 @@ pub fn expand(v: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
             rest = "";
             break;
         };
-        let name = &after[..end];
-        match lookup(name) {
-            Some(val) => out.push_str(&val),
-            None => missing.push(name.to_owned()),
+        // `${NAME:-default}`: the default when NAME is unset or empty, as in sh.
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (&after[..end], None),
+        };
+        match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            (Some(val), _) => out.push_str(&val),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => missing.push(name.to_owned()),
         }
         rest = &after[end + 1..];
     }
@@ -334,6 +344,15 @@ fn entry(
             // A drill suite is committed and read by auditors: a secret written into it is leaked.
             diags.error(pos, format!("input `{name}` is secret: its value does not belong in the suite")).hint =
                 Some(format!("give it through the environment: `env: {{ {}: \"${{VAR}}\" }}`", input_env_var(name)));
+            continue;
+        }
+        if let Some(text) = v.as_str()
+            && text.contains("${")
+        {
+            // Taken from the environment when the drill runs; `runbook exec` checks the value then.
+            if let Err(e) = expand_refs(text) {
+                diags.error(pos, format!("input `{name}`: {e}"));
+            }
             continue;
         }
         if let Err(e) = check_value(spec.kind, v).and_then(|c| check_enum(name, spec, &c)) {
