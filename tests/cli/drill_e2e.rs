@@ -128,3 +128,147 @@ playbooks:
         assert!(!text.contains(crate::pg_cluster::PASSWORD), "{} holds the password", f.display());
     }
 }
+
+/// `drills/pre-launch.yaml` itself, end to end, against stand-ins: a real PostgreSQL cluster
+/// (staging and scratch databases), a real redis-server, and strict fakes of the Vercel
+/// API, the status pages, the app and Infisical (the shapes documented in cloud.rs, whose
+/// fakes these are). Every playbook must pass, and the report must say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
+    use crate::cloud::{Redis, summary, vercel_three};
+    use serde_json::json;
+    let c = Cluster::start();
+    c.psql(concat!(
+        "create table orders (id int primary key, owner text not null, total int not null);",
+        "insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, 200) g;",
+        "alter table orders enable row level security;",
+        "create policy orders_owner on orders for select using (owner = current_user);",
+        // Supabase's auth audit log, which S4 reads for the compromise window.
+        "create schema auth; create table auth.audit_log_entries (id serial, payload json, created_at timestamptz default now());",
+        "insert into auth.audit_log_entries (payload) values ('{\"actor_id\": \"u1\"}'), ('{\"actor_id\": \"u2\"}');",
+    ));
+    c.psql("create database scratch");
+    let prod = c.url();
+    let scratch = format!("{}/scratch", prod.rsplit_once('/').unwrap().0);
+    let env = Env::new();
+    let snap = env.run(&["rls-snapshot", &prod]);
+    assert_eq!(snap.code, 0, "{}", snap.all());
+    let rls = env.write("rls.yaml", &snap.stdout);
+    let dump = env.path("staging.dump");
+    let out = std::process::Command::new(crate::pg_cluster::bin("pg_dump"))
+        .args(["-Fc", "-f"])
+        .arg(&dump)
+        .arg(&prod)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let redis = Redis::start();
+
+    let pages = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/summary.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(summary("none")))
+        .mount(&pages)
+        .await;
+    let app = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
+        .mount(&app)
+        .await;
+    Mock::given(method("GET")).and(path("/rpc")).respond_with(ResponseTemplate::new(200)).mount(&app).await;
+    // Vercel: three production deployments, dpl_3 serving (tests/cli/vercel_fake.rs).
+    let (vercel, vercel_fake) = vercel_three().await;
+    // Infisical (https://infisical.com/docs/api-reference/endpoints/universal-auth/login and
+    // .../secrets/update): login with the machine identity, then PATCH the secret with the
+    // bearer token it returned.
+    let infisical = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/universal-auth/login"))
+        .and(wiremock::matchers::body_json(json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
+        ))
+        .mount(&infisical)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v4/secrets/STRIPE_KEY"))
+        .and(header("authorization", "Bearer at-123"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"secret": {"id": "s1", "secretKey": "STRIPE_KEY", "version": 8, "type": "shared"}}),
+            ),
+        )
+        .expect(1)
+        .mount(&infisical)
+        .await;
+
+    let suite = repo_root().join("drills/pre-launch.yaml");
+    let mut cmd = env.command(&["drill", suite.to_str().unwrap(), "--id", "pl", "--output", "json"]);
+    let vars = [
+        ("DRILL_DATABASE_URL", prod.clone()),
+        ("DRILL_SCRATCH_DATABASE_URL", scratch),
+        ("DRILL_RLS_EXPECTED", rls.display().to_string()),
+        ("DRILL_DUMP_FILE", dump.display().to_string()),
+        ("DRILL_APP_HEALTH_URL", format!("{}/api/health", app.uri())),
+        ("DRILL_RPC_URL", format!("{}/rpc", app.uri())),
+        ("DRILL_REDIS_URL", format!("redis://:redis-pw-123@127.0.0.1:{}", redis.1)),
+        ("DRILL_VERCEL_PROJECT", "prj_app".into()),
+        ("DRILL_VERCEL_TOKEN", "vercel-token-123".into()),
+        ("DRILL_VERCEL_API", vercel.uri()),
+        ("DRILL_POLL_INTERVAL", "10ms".into()),
+        ("DRILL_SUPABASE_PROJECT_REF", "abcd".into()),
+        ("DRILL_VERCEL_STATUS_PAGE", pages.uri()),
+        ("DRILL_SUPABASE_STATUS_PAGE", pages.uri()),
+        ("DRILL_TRIGGER_STATUS_PAGE", pages.uri()),
+        ("DRILL_CLOUDFLARE_STATUS_PAGE", pages.uri()),
+        // Nothing of the drill may reach a real API: a default left in place fails here.
+        ("DRILL_SUPABASE_API", "http://127.0.0.1:9".into()),
+        ("DRILL_INFISICAL_API", infisical.uri()),
+        ("DRILL_INFISICAL_PROJECT", "p1".into()),
+        ("DRILL_INFISICAL_CLIENT_ID", "machine-id".into()),
+        ("DRILL_INFISICAL_CLIENT_SECRET", "machine-secret-xyz".into()),
+        ("DRILL_SECRET_NAME", "STRIPE_KEY".into()),
+    ];
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("SLACK_WEBHOOK");
+    let r = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
+    let ids: Vec<&str> = rep["playbooks"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "backup",
+            "restore_drill",
+            "s1_full_outage",
+            "s2_partial_outage",
+            "s3_data_corruption",
+            "s4_secret_compromise"
+        ]
+    );
+    for p in rep["playbooks"].as_array().unwrap() {
+        assert_eq!(p["result"], "passed", "{}: {}\n{}", p["id"], p, r.stderr);
+    }
+    assert_eq!((rep["result"].as_str(), r.code), (Some("passed"), 0), "{}", r.stderr);
+    // What the stand-ins saw: one rollback to the last good deployment, one rotation.
+    {
+        let st = vercel_fake.state();
+        assert_eq!(st.posts.len(), 1, "one rollback: {:?}", st.posts);
+        assert!(st.refused.is_empty(), "bad requests to Vercel: {:?}", st.refused);
+    }
+    let s1 = env.show("pl-s1_full_outage");
+    assert_eq!(crate::support::step(&s1, "rollback")["outputs"]["to_deployment"], "dpl_2");
+    let s4 = env.show("pl-s4_secret_compromise");
+    assert_eq!(crate::support::step(&s4, "rotate")["outputs"]["version"], 8);
+    assert_eq!(crate::support::step(&s4, "auth_activity")["outputs"]["rows"][0]["events"], 2);
+    let md = env.read(".runbook/drills/pl/report.md");
+    assert!(md.contains("result: **passed** (6 of 6 passed"), "{md}");
+    for f in crate::support::walk(&env.path(".runbook")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        for secret in [crate::pg_cluster::PASSWORD, "machine-secret-xyz", "vercel-token-123", "redis-pw-123"] {
+            assert!(!text.contains(secret), "{} holds a secret", f.display());
+        }
+    }
+}
