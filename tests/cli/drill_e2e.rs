@@ -1,7 +1,11 @@
-//! The repository's playbooks run through `runbook drill` against real PostgreSQL (a
-//! throwaway cluster) and a strict Slack webhook fake: the quarterly restore drill, the
-//! nightly backup, an S3 limited-scope restore from that kind of backup, and the failure
-//! scenarios (scratch == production refused with nothing dropped; a failed restore pages).
+//! The repository's playbooks run through `runbook drill` against stand-ins: real
+//! PostgreSQL (a throwaway cluster), a real redis-server, strict fakes of Slack, Vercel,
+//! the status pages, the app and Infisical. First the failure scenarios, one or more per
+//! playbook, next to passing runs (the quarterly restore drill, the nightly backup, an S3
+//! limited-scope restore from a custom-format dump): scratch == production refused with
+//! nothing dropped; a failed restore pages; a refused rollback pages; the app down fails
+//! S2; a rotation held for approval stops S4 before the redeploy; an unreachable database
+//! fails the backup. Then `drills/pre-launch.yaml` itself, all passing.
 
 use crate::pg_cluster::Cluster;
 use crate::support::{Env, finish, repo_root, status};
@@ -21,6 +25,7 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
         "insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, 500) g;",
         "alter table orders enable row level security;",
         "create policy orders_owner on orders for select using (owner = current_user);",
+        "create schema auth; create table auth.audit_log_entries (id serial, payload json, created_at timestamptz default now());",
     ));
     c.psql("create database scratch");
     let prod = c.url();
@@ -57,7 +62,58 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
         .expect(1)
         .mount(&slack)
         .await;
+    Mock::given(method("POST"))
+        .and(path("/services/T0/B0/hook"))
+        .and(header("content-type", "application/json"))
+        .and(body_string_contains("S1 recovery is failing"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(1)
+        .mount(&slack)
+        .await;
     let hook = format!("{}/services/T0/B0/hook", slack.uri());
+    // S1's stand-ins: the status page says Vercel is fine, the app is down, and the
+    // rollback is refused (Vercel answers errors as `{"error": {"code", "message"}}`,
+    // https://vercel.com/docs/rest-api/errors). S2's app is down too.
+    let pages = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/summary.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(crate::cloud::summary("none")))
+        .mount(&pages)
+        .await;
+    let app = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/api/health")).respond_with(ResponseTemplate::new(503)).mount(&app).await;
+    Mock::given(method("GET")).and(path("/rpc")).respond_with(ResponseTemplate::new(200)).mount(&app).await;
+    let vercel = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v9/projects/prj_app"))
+        .and(header("authorization", "Bearer vercel-token-123"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(serde_json::json!({"error": {"code": "forbidden", "message": "Not authorized"}})),
+        )
+        .mount(&vercel)
+        .await;
+    // Infisical with a change-approval policy on the secret: the PATCH opens a change request
+    // instead of rotating (https://infisical.com/docs/documentation/platform/pr-workflows).
+    let infisical = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/auth/universal-auth/login"))
+        .and(wiremock::matchers::body_json(
+            serde_json::json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
+        ))
+        .mount(&infisical)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v4/secrets/GUARDED"))
+        .and(header("authorization", "Bearer at-123"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"approval": {"id": "cr_9", "status": "open"}})),
+        )
+        .mount(&infisical)
+        .await;
 
     let suite = format!(
         r#"apiVersion: runbook-drill/v1
@@ -93,8 +149,44 @@ playbooks:
     approve: [approve_restore]
     expect: failed
     expect_steps: {{ restore_tables: failed, page_on_failure: succeeded }}
+  - id: backup_database_down
+    file: {backup}
+    inputs: {{ to: backups/failed/ }}
+    env: {{ DATABASE_URL: "postgresql://postgres@127.0.0.1:9/postgres" }}
+    expect: failed
+    expect_steps: {{ full: failed, schema: failed, check_full: skipped }}
+  - id: s1_rollback_refused_pages
+    description: The app is down, Vercel is fine, the rollback is refused; the team is paged.
+    file: {s1}
+    inputs: {{ vercel_project: prj_app, app_health_url: "{app}/api/health", supabase_project_ref: abcd, vercel_status_page: "{pages}", supabase_status_page: "{pages}", vercel_api: "{vercel}", poll_interval: 10ms }}
+    env: {{ VERCEL_TOKEN: vercel-token-123, SLACK_WEBHOOK: "{hook}" }}
+    yes: true
+    expect: failed
+    expect_steps: {{ rollback: failed, page_on_failure: succeeded }}
+  - id: s2_app_down
+    description: The app itself is down; S2 fails (it is an S1).
+    file: {s2}
+    inputs: {{ app_health_url: "{app}/api/health", rpc_url: "{app}/rpc", trigger_status_page: "{pages}", cloudflare_status_page: "{pages}", supabase_status_page: "{pages}" }}
+    env: {{ REDIS_URL: "redis://127.0.0.1:9" }}
+    expect: failed
+    expect_steps: {{ app_still_up: failed }}
+  - id: s4_rotation_refused
+    description: Infisical holds the new value for approval; S4 stops before the redeploy.
+    file: {s4}
+    inputs: {{ secret_name: GUARDED, compromised_since: "2026-11-27T08:00:00Z", infisical_project: p1, app_health_url: "{app}/api/health", infisical_api: "{infisical}" }}
+    env: {{ INFISICAL_CLIENT_ID: machine-id, INFISICAL_CLIENT_SECRET: machine-secret-xyz }}
+    yes: true
+    expect: failed
+    expect_steps: {{ rotate: failed, redeploy: skipped }}
 "#,
         backup = playbook("backup.yaml"),
+        s1 = playbook("s1-full-outage.yaml"),
+        s2 = playbook("s2-partial-outage.yaml"),
+        s4 = playbook("s4-secret-compromise.yaml"),
+        app = app.uri(),
+        pages = pages.uri(),
+        vercel = vercel.uri(),
+        infisical = infisical.uri(),
         dr = playbook("dr-drill.yaml"),
         s3 = playbook("s3-data-corruption.yaml"),
     );
@@ -103,9 +195,14 @@ playbooks:
     cmd.env("PROD_URL", &prod).env("SCRATCH_URL", &scratch).env("PROD_ALIAS", &prod_alias).env_remove("SLACK_WEBHOOK");
     let r = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
     let rep: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
-    for p in rep["playbooks"].as_array().unwrap() {
-        assert_eq!(p["result"], "passed", "{}: {}\n{}", p["id"], p, r.stderr);
-    }
+    let not_passed: Vec<String> = rep["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] != "passed")
+        .map(|p| format!("{} ({} ms): {} {}", p["id"], p["duration_ms"], p["problems"], p["failed_steps"]))
+        .collect();
+    assert!(not_passed.is_empty(), "{}", not_passed.join("\n"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The nightly backup is custom-format (pg_restore can list it: restore_tables can use it).
     let nightly: Vec<_> = std::fs::read_dir(env.path("backups/nightly")).unwrap().flatten().map(|e| e.path()).collect();
@@ -116,6 +213,10 @@ playbooks:
     // The refused drill dropped nothing: production still has its table and rows, and the
     // corruption was repaired by the S3 run.
     assert_eq!(c.psql("select count(*), count(*) filter (where total < 0) from orders"), "500|0");
+    // S4 never got to the redeploy approval nor to checking the app.
+    let s4 = env.show("e2e-s4_rotation_refused");
+    assert!(crate::support::step(&s4, "rotate")["error"].as_str().unwrap().contains("waits for approval in Infisical"));
+    assert_ne!(status(&s4, "verify_app"), "succeeded");
     let refused = env.show("e2e-restore_drill_on_production");
     assert_eq!(status(&refused, "empty_scratch"), "skipped");
     // The good drill emptied the scratch database at the end.
