@@ -278,3 +278,43 @@ fn pre_launch_suite_checks_out_and_names_every_missing_variable_before_running_a
     assert!(!r.stderr.contains("DRILL_VERCEL_API"), "{}", r.stderr);
     assert!(!env.path(".runbook").exists(), "nothing ran, nothing recorded");
 }
+
+#[test]
+fn ctrl_c_stops_the_drill_after_the_run_checkpointed_and_resume_finishes_it() {
+    use std::os::unix::process::CommandExt;
+    let env = env_with_playbooks();
+    env.write(
+        "slow.yaml",
+        "apiVersion: runbook/v1\nname: slow\nsteps:\n  - id: work\n    type: shell\n    idempotent: true\n    with: { script: \"test -f go || sleep 30\" }\n",
+    );
+    env.write(
+        "suite.yaml",
+        "apiVersion: runbook-drill/v1\nname: c\nplaybooks:\n  - { id: slow, file: slow.yaml }\n  - { id: after, file: restore.yaml }\n",
+    );
+    let mut cmd = env.command(&["drill", "suite.yaml", "--id", "d6"]);
+    // Its own process group, as a terminal's foreground job: Ctrl-C reaches the drill and its run.
+    cmd.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let journal = env.path(".runbook/runs/d6-slow/journal.jsonl");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("step_started")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    // SAFETY: signalling the process group of our own child.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGINT);
+    }
+    let r = crate::support::finish(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 130, "{}", r.all());
+    assert!(r.stderr.contains("--resume d6"), "{}", r.stderr);
+    let rep = report(&env, "d6");
+    assert_eq!(rep["result"], "incomplete");
+    assert_eq!(entry(&rep, "slow")["status"], "interrupted");
+    assert!(entry(&rep, "after")["status"].is_null(), "the next playbook did not start");
+    env.write("go", "");
+    let r = env.run(&["drill", "suite.yaml", "--resume", "d6"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(report(&env, "d6")["result"], "passed");
+}

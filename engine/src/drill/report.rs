@@ -35,9 +35,14 @@ pub fn judge(
     expect: Expect,
     expect_steps: &[(String, &str)],
     state: Option<&RunState>,
+    attempted: bool,
     inc: &Value,
 ) -> (Verdict, Vec<String>) {
     let Some(state) = state else {
+        if !attempted {
+            // The drill stopped (Ctrl-C) before this playbook's turn.
+            return (Verdict::Incomplete, vec!["not started yet (resume the drill with --resume)".into()]);
+        }
         return (
             Verdict::Failed,
             vec!["the run was not created (the command was refused; see the drill's output)".into()],
@@ -93,7 +98,7 @@ pub fn build(
         let inc = state.map(|s| incident::build(s, pb)).unwrap_or(Value::Null);
         let expect_steps: Vec<(String, &str)> =
             entry.raw.expect_steps.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
-        let (verdict, problems) = judge(entry.raw.expect, &expect_steps, state, &inc);
+        let (verdict, problems) = judge(entry.raw.expect, &expect_steps, state, rec.exit_code.is_some(), &inc);
         match verdict {
             Verdict::Passed => passed += 1,
             Verdict::Failed => failed += 1,
