@@ -135,7 +135,7 @@ playbooks:
     inputs: {{ rls_expected: rls.yaml }}
     env: {{ SCRATCH_DATABASE_URL: "${{PROD_ALIAS}}" }}
     expect: failed
-    expect_steps: {{ scratch_is_separate: failed, restore: pending, empty_scratch: skipped }}
+    expect_steps: {{ scratch_is_separate: failed, restore: skipped, empty_scratch: skipped }}
   - id: s3_tables
     file: {s3}
     inputs: {{ project_ref: local, target_time: "2026-11-27T09:12:00Z", scope: tables, tables: [public.orders], dump_file: backups/nightly.dump, damage_query: "select count(*) as n from orders where total < 0", rls_expected: rls.yaml }}
@@ -364,6 +364,11 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
     let s4 = env.show("pl-s4_secret_compromise");
     assert_eq!(crate::support::step(&s4, "rotate")["outputs"]["version"], 8);
     assert_eq!(crate::support::step(&s4, "auth_activity")["outputs"]["rows"][0]["events"], 2);
+    // S4's RTO runs to verify_app; the audit approvals after it are follow-up time.
+    let s4_objectives = &rep["playbooks"][5]["objectives"];
+    assert_eq!(s4_objectives["restored_by"], "verify_app", "{s4_objectives}");
+    assert_eq!(s4_objectives["rto_result"], "met", "{s4_objectives}");
+    assert!(s4_objectives["follow_up_ms"].as_u64().is_some(), "{s4_objectives}");
     let md = env.read(".runbook/drills/pl/report.md");
     assert!(md.contains("result: **passed** (6 of 6 passed"), "{md}");
     for f in crate::support::walk(&env.path(".runbook")) {
