@@ -269,9 +269,13 @@ fn pre_launch_suite_checks_out_and_names_every_missing_variable_before_running_a
     assert!(r.stdout.contains("ok (6 playbooks)"), "{}", r.stdout);
     let r = env.run(&["drill", suite]);
     assert_eq!(r.code, 2, "{}", r.all());
-    for var in
-        ["DRILL_DATABASE_URL", "DRILL_SCRATCH_DATABASE_URL", "DRILL_VERCEL_TOKEN", "DRILL_INFISICAL_CLIENT_SECRET"]
-    {
+    for var in [
+        "DRILL_DATABASE_URL",
+        "DRILL_SCRATCH_DATABASE_URL",
+        "DRILL_VERCEL_TOKEN",
+        "DRILL_INFISICAL_CLIENT_SECRET",
+        "DRILL_EXPORT_RECIPIENT",
+    ] {
         assert!(r.stderr.contains(var), "{var} not named: {}", r.stderr);
     }
     // Defaults (`${NAME:-default}`) are not demanded.

@@ -77,7 +77,15 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
     let pages = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/v2/summary.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(crate::cloud::summary("none")))
+        .respond_with(ResponseTemplate::new(200).set_body_json({
+            // One page for all: Vercel's components and Cloudflare's R2 (which S2 reads).
+            let mut page = crate::cloud::summary("none");
+            page["components"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"id": "c2", "name": "R2", "status": "operational"}));
+            page
+        }))
         .mount(&pages)
         .await;
     let app = MockServer::start().await;
@@ -173,8 +181,8 @@ playbooks:
   - id: s4_rotation_refused
     description: Infisical holds the new value for approval; S4 stops before the redeploy.
     file: {s4}
-    inputs: {{ secret_name: GUARDED, compromised_since: "2026-11-27T08:00:00Z", infisical_project: p1, app_health_url: "{app}/api/health", infisical_api: "{infisical}" }}
-    env: {{ INFISICAL_CLIENT_ID: machine-id, INFISICAL_CLIENT_SECRET: machine-secret-xyz }}
+    inputs: {{ secret_name: GUARDED, compromised_since: "2026-11-27T08:00:00Z", infisical_project: p1, app_health_url: "{app}/api/health", infisical_api: "{infisical}", export_to: never.age, export_recipient: age1notused }}
+    env: {{ INFISICAL_CLIENT_ID: machine-id, INFISICAL_CLIENT_SECRET: machine-secret-xyz, RUNBOOK_INPUT_NEW_VALUE: sk_new_value_456 }}
     yes: true
     expect: failed
     expect_steps: {{ rotate: failed, redeploy: skipped }}
@@ -271,6 +279,15 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
         .respond_with(ResponseTemplate::new(200).set_body_json(summary("none")))
         .mount(&pages)
         .await;
+    // Cloudflare's status page lists R2 as a component (Statuspage v2 summary shape).
+    let cf_page = MockServer::start().await;
+    let mut cf = summary("none");
+    cf["components"] = json!([{"id": "c2", "name": "R2", "status": "operational"}]);
+    Mock::given(method("GET"))
+        .and(path("/api/v2/summary.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cf))
+        .mount(&cf_page)
+        .await;
     let app = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/health"))
@@ -303,6 +320,16 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
         .expect(1)
         .mount(&infisical)
         .await;
+    // The export reads the environment's secrets (GET /api/v4/secrets, as in providers.rs).
+    Mock::given(method("GET"))
+        .and(path("/api/v4/secrets"))
+        .and(header("authorization", "Bearer at-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"secrets": [
+            {"id": "s1", "secretKey": "STRIPE_KEY", "secretValue": "sk_new_value_123", "secretPath": "/", "version": 8, "type": "shared"}
+        ], "imports": []})))
+        .mount(&infisical)
+        .await;
+    let age_key = age::x25519::Identity::generate();
 
     let suite = repo_root().join("drills/pre-launch.yaml");
     let mut cmd = env.command(&["drill", suite.to_str().unwrap(), "--id", "pl", "--output", "json"]);
@@ -322,7 +349,7 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
         ("DRILL_VERCEL_STATUS_PAGE", pages.uri()),
         ("DRILL_SUPABASE_STATUS_PAGE", pages.uri()),
         ("DRILL_TRIGGER_STATUS_PAGE", pages.uri()),
-        ("DRILL_CLOUDFLARE_STATUS_PAGE", pages.uri()),
+        ("DRILL_CLOUDFLARE_STATUS_PAGE", cf_page.uri()),
         // Nothing of the drill may reach a real API: a default left in place fails here.
         ("DRILL_SUPABASE_API", "http://127.0.0.1:9".into()),
         ("DRILL_INFISICAL_API", infisical.uri()),
@@ -330,6 +357,9 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
         ("DRILL_INFISICAL_CLIENT_ID", "machine-id".into()),
         ("DRILL_INFISICAL_CLIENT_SECRET", "machine-secret-xyz".into()),
         ("DRILL_SECRET_NAME", "STRIPE_KEY".into()),
+        ("DRILL_NEW_SECRET_VALUE", "sk_new_value_123".into()),
+        ("DRILL_EXPORT_TO", env.path("secrets.age").display().to_string()),
+        ("DRILL_EXPORT_RECIPIENT", age_key.to_public().to_string()),
     ];
     for (k, v) in &vars {
         cmd.env(k, v);
@@ -373,7 +403,9 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
     assert!(md.contains("result: **passed** (6 of 6 passed"), "{md}");
     for f in crate::support::walk(&env.path(".runbook")) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
-        for secret in [crate::pg_cluster::PASSWORD, "machine-secret-xyz", "vercel-token-123", "redis-pw-123"] {
+        for secret in
+            [crate::pg_cluster::PASSWORD, "machine-secret-xyz", "vercel-token-123", "redis-pw-123", "sk_new_value_123"]
+        {
             assert!(!text.contains(secret), "{} holds a secret", f.display());
         }
     }
