@@ -6,6 +6,7 @@
 //! docs/ARCHITECTURE.md.
 
 pub mod cli;
+pub mod drill;
 pub mod exec;
 pub mod graph;
 pub mod playbook;

@@ -12,7 +12,7 @@ use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn summary(indicator: &str) -> serde_json::Value {
+pub(crate) fn summary(indicator: &str) -> serde_json::Value {
     json!({
         "page": {"id": "x", "name": "Vercel", "url": "https://www.vercel-status.com", "updated_at": "2026-11-27T10:00:00Z"},
         "status": {"indicator": indicator, "description": if indicator == "none" { "All Systems Operational" } else { "Major Service Outage" }},
@@ -23,7 +23,7 @@ fn summary(indicator: &str) -> serde_json::Value {
 
 /// Three production deployments, dpl_3 serving; a stale `succeeded` rollback to dpl_2 from
 /// an earlier incident is still the project's last alias request (it must not end ours).
-async fn vercel_three() -> (MockServer, Vercel) {
+pub(crate) async fn vercel_three() -> (MockServer, Vercel) {
     let (server, fake) = Vercel::start(
         "dpl_3",
         vec![dep("dpl_1", 1000, true), dep("dpl_2", 2000, true), dep("dpl_3", 3000, true)],
@@ -273,10 +273,10 @@ fn step_out<'a>(show: &'a serde_json::Value, id: &str) -> &'a serde_json::Value 
 
 /// A real redis-server (Debian's) on a free port, with a password.
 /// The child, its port, and its working directory (kept alive with it).
-struct Redis(std::process::Child, u16, #[allow(dead_code)] tempfile::TempDir);
+pub(crate) struct Redis(std::process::Child, pub(crate) u16, #[allow(dead_code)] tempfile::TempDir);
 
 impl Redis {
-    fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::pg_cluster::free_port();
         let mut child = std::process::Command::new("redis-server")

@@ -7,6 +7,8 @@ mod bounded;
 mod cloud;
 mod crash;
 mod diff;
+mod drill;
+mod drill_e2e;
 mod formats;
 mod pg;
 mod pg_cluster;

@@ -5,7 +5,7 @@ use crate::support::{Env, finish, status, step};
 use aws_sdk_s3::primitives::ByteStream;
 use std::time::Duration;
 
-struct Moto(std::process::Child, u16);
+pub(crate) struct Moto(std::process::Child, u16);
 
 impl Drop for Moto {
     fn drop(&mut self) {
@@ -22,10 +22,56 @@ fn moto_server() -> std::path::PathBuf {
     if venv.exists() { venv } else { "moto_server".into() }
 }
 
+/// The moto series the tests are pinned to (.ci/run installs `moto[s3,server]==5.0.28`):
+/// moto 5.1+ answers GetBucketVersioning and CompleteMultipartUpload with XML roots that
+/// S3 does not use and aws-sdk-s3 rightly refuses, so a test against it would fail for
+/// the server's fault, not ours.
+const MOTO_SERIES: &str = "5.0.";
+
+/// The version of the moto behind a `moto_server` script, read with the Python of its
+/// shebang line (a venv's script names its own interpreter).
+fn moto_version(server: &std::path::Path) -> Result<String, String> {
+    let script = std::fs::read_to_string(server)
+        .or_else(|_| which(server).and_then(|p| std::fs::read_to_string(p).ok()).ok_or(()))
+        .map_err(|_| format!("cannot read {}", server.display()))?;
+    let python = script
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#!"))
+        .map(str::trim)
+        .filter(|p| p.contains("python"))
+        .ok_or_else(|| format!("{} is not a Python script of a venv (a pyenv shim?)", server.display()))?;
+    let out = std::process::Command::new(python)
+        .args(["-c", "import moto; print(moto.__version__)"])
+        .output()
+        .map_err(|e| format!("{python}: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn which(p: &std::path::Path) -> Option<std::path::PathBuf> {
+    if p.components().count() > 1 {
+        return None;
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|c| c.is_file())
+}
+
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
+        let server = moto_server();
+        match moto_version(&server) {
+            Ok(v) if v.starts_with(MOTO_SERIES) => {}
+            Ok(v) => panic!(
+                "{} is moto {v}; these tests need moto {MOTO_SERIES}x (5.1+ answers S3 calls with XML the SDK refuses). \
+                 Run `bash .ci/run` (installs moto[s3,server]==5.0.28 into .ci/venv) or set MOTO_SERVER=.ci/venv/bin/moto_server",
+                server.display()
+            ),
+            Err(e) => panic!(
+                "cannot tell which moto {} is ({e}); set MOTO_SERVER=.ci/venv/bin/moto_server (`bash .ci/run` installs it)",
+                server.display()
+            ),
+        }
         let port = crate::pg_cluster::free_port();
-        let mut child = std::process::Command::new(moto_server())
+        let mut child = std::process::Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -42,7 +88,7 @@ impl Moto {
         panic!("moto_server did not start");
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.1)
     }
 }
@@ -104,12 +150,12 @@ async fn restore_a_versioned_prefix_to_a_point_in_time() {
 
     let env = Env::new();
     let e = moto.endpoint();
-    // (s3-versioning is checked against a fake below: this moto answers GetBucketVersioning
-    // with a non-standard XML root that the SDK rightly refuses.)
+    // The pinned moto answers GetBucketVersioning as S3 does, so the check runs on it too.
     let (code, show, out) = run(&env, "v1", &format!(
-        "  - id: restore\n    type: s3-restore-versions\n    with: {{ bucket: media, prefix: img/, at: \"{at}\", endpoint: \"{e}\", region: us-east-1 }}\n"
+        "  - id: versioning\n    type: s3-versioning\n    with: {{ bucket: media, endpoint: \"{e}\", region: us-east-1 }}\n  - id: restore\n    type: s3-restore-versions\n    needs: [versioning]\n    with: {{ bucket: media, prefix: img/, at: \"{at}\", endpoint: \"{e}\", region: us-east-1 }}\n"
     )).await;
     assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "versioning")["outputs"]["status"], "Enabled");
     assert_eq!(step(&show, "restore")["outputs"], serde_json::json!({"restored": 2, "deleted": 1, "unchanged": 0}));
     assert_eq!(get(&c, "media", "img/a.png").await.as_deref(), Some("a-v1"));
     assert_eq!(get(&c, "media", "img/b.png").await.as_deref(), Some("b-v1"));
@@ -136,6 +182,12 @@ async fn backup_copy_is_resumable_and_restores_without_versioning() {
     let (code, show, out) = run(&env, "c1", &copy).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(step(&show, "copy")["outputs"]["copied"], 40);
+    // A bucket that never had versioning: moto answers an empty VersioningConfiguration, as S3 does.
+    let (code, show, out) = run(&env, "v0", &format!(
+        "  - id: versioning\n    type: s3-versioning\n    with: {{ bucket: media-backup, endpoint: \"{e}\", region: us-east-1 }}\n"
+    )).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(step(&show, "versioning")["outputs"]["status"], "Disabled");
     assert_eq!(get(&c, "media-backup", "2026-11-27/007 file.png").await.as_deref(), Some("content 7"));
     // Again: nothing to do. After a change: just that object.
     let (_, show, _) = run(&env, "c2", &copy).await;

@@ -110,6 +110,12 @@ pub enum Command {
         #[arg(required = true, num_args = 1..=2, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Run a drill suite: several playbooks, each a normal run, and one drill report
+    ///
+    /// Exit codes: 0 every playbook passed; 1 any failed; 2 invalid suite or usage;
+    /// 3 incomplete (a run paused or was interrupted; continue with --resume ID);
+    /// 130 interrupted by Ctrl-C (resumable).
+    Drill(DrillArgs),
     /// Print the JSON Schema of the playbook format
     Schema,
     /// Manage where runs are kept
@@ -161,6 +167,27 @@ pub struct ExecArgs {
     /// Use this run id instead of a generated one
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The suite (runbook-drill/v1)
+    pub suite: PathBuf,
+    /// Use this drill id instead of a generated one (the runs are `<ID>-<entry id>`)
+    #[arg(long, value_name = "ID", conflicts_with = "resume")]
+    pub id: Option<String>,
+    /// Continue this drill: keep the runs that ended as expected, resume the others, start the rest
+    #[arg(long, value_name = "ID")]
+    pub resume: Option<String>,
+    /// With --resume: re-run steps that were running when a run died, even if not idempotent
+    #[arg(long, requires = "resume")]
+    pub rerun_interrupted: bool,
+    /// With --resume: go on although the suite or a playbook changed since the drill started
+    #[arg(long, requires = "resume")]
+    pub allow_changed: bool,
+    /// Only validate the suite and its playbooks (exit 0 or 2); run nothing
+    #[arg(long, conflicts_with = "resume")]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! mapped to the exit codes of SPEC §3. No logic worth testing on its own lives here.
 
 mod args;
+mod drill;
 mod gate;
 
 use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
@@ -53,6 +54,7 @@ pub fn main() -> i32 {
         Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
         Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
         Command::State { action: args::StateAction::Migrate { from, to } } => migrate(from, to),
+        Command::Drill(a) => drill::drill_cmd(&cli, a),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)

@@ -728,7 +728,7 @@ fn known_list() -> String {
 
 /// Where an error about `path` (under `node`) points, and how it reads. An unknown-field
 /// error names the stray key: it points at that key and suggests the closest allowed one.
-fn describe_at(
+pub(crate) fn describe_at(
     node: &Node,
     mut path: Vec<Seg>,
     message: &str,

@@ -13,6 +13,7 @@ pub mod node;
 pub mod raw;
 pub mod schema;
 
+pub(crate) use check::describe_at;
 pub use check::{LoadError, MAX_FILE_BYTES, hex, load, load_str};
 pub use diag::Diagnostic;
 pub use duration::{Dur, format_duration, parse_duration};
