@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cloud;
 mod crash;
 mod diff;
@@ -13,6 +14,7 @@ mod providers;
 mod report;
 mod run;
 mod s3;
+mod serve;
 mod supabase;
 mod team;
 mod tty;
