@@ -4,7 +4,7 @@
 //! goes from running to succeeded, a pending approval appears, then the run finishes and
 //! its report shows. Screenshots go to target/test-artifacts/.
 
-use crate::serve::Server;
+use crate::serve::{Reap, Server};
 use crate::support::{Env, repo_root};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -99,12 +99,8 @@ fn start_browser(profile: &std::path::Path, url: &str) -> (Browser, u16) {
 fn page_socket(port: u16, url_part: &str) -> String {
     let t = Instant::now();
     loop {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to DevTools");
-        write!(s, "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        let _ = s.read_to_string(&mut raw);
-        let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        let tabs: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let body = devtools_get(port, "/json/list");
+        let tabs: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         let found = tabs
             .as_array()
             .into_iter()
@@ -115,6 +111,34 @@ fn page_socket(port: u16, url_part: &str) -> String {
         }
         assert!(t.elapsed() < Duration::from_secs(30), "no tab shows {url_part}: {body}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A GET to chromium's DevTools HTTP endpoint. It keeps the connection open whatever the
+/// request says, so the body is read by its Content-Length.
+fn devtools_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to DevTools");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return String::new();
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return body.to_owned();
+            }
+        }
     }
 }
 
@@ -181,7 +205,7 @@ fn a_browser_follows_a_run_live() {
     let env = Env::new();
     env.write("p.yaml", PLAYBOOK);
     let srv = Server::start(&env, None);
-    let mut exec = env.command(&["exec", "p.yaml", "--run-id", "live1"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut exec = Reap(env.command(&["exec", "p.yaml", "--run-id", "live1"]).stdout(Stdio::null()).spawn().unwrap());
     let t = Instant::now();
     while !env.path("started").exists() {
         assert!(t.elapsed() < Duration::from_secs(20), "the run never started");
@@ -191,6 +215,9 @@ fn a_browser_follows_a_run_live() {
     let (_browser, port) = start_browser(&profile, &srv.url("/runs/live1"));
     let ws = page_socket(port, "/runs/live1");
     let (ws, _) = tungstenite::connect(ws.as_str()).expect("open the DevTools websocket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
     let mut cdp = Cdp { ws, next: 0 };
 
     cdp.wait_until("`prepare` running", &format!("{} === 'running'", status_of("prepare")));
@@ -208,7 +235,7 @@ fn a_browser_follows_a_run_live() {
         "document.querySelector('#pending [data-pending=\"go_ahead\"]') !== null && \
          document.getElementById('run-status').getAttribute('data-status') === 'paused'",
     );
-    assert_eq!(exec.wait().unwrap().code(), Some(3), "the run pauses at the approval");
+    assert_eq!(exec.0.wait().unwrap().code(), Some(3), "the run pauses at the approval");
     let text = cdp.eval("document.getElementById('pending').innerText").as_str().unwrap_or_default().to_owned();
     assert!(text.contains("Switch traffic to the restored database?"), "{text}");
     assert!(text.contains("runbook resume live1 --approve go_ahead"), "{text}");

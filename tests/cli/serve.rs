@@ -68,6 +68,17 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed when the test ends, even by a failed assertion (a blocked
+/// `exec` must not outlive its temp dir).
+pub struct Reap(pub Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -260,7 +271,7 @@ fn watching_never_takes_the_lock() {
         "apiVersion: runbook/v1\nname: held\nsteps:\n  - id: block\n    type: shell\n    with: { script: \"touch started; while [ ! -f go ]; do sleep 0.05; done\" }\n  - id: gate\n    type: approval\n    needs: [block]\n    with: { message: ok? }\n",
     );
     let srv = Server::start(&env, None);
-    let mut exec = env.command(&["exec", "p.yaml", "--run-id", "h1"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut exec = Reap(env.command(&["exec", "p.yaml", "--run-id", "h1"]).stdout(Stdio::null()).spawn().unwrap());
     let t = Instant::now();
     while !env.path("started").exists() {
         assert!(t.elapsed() < Duration::from_secs(20), "the step never started");
@@ -269,10 +280,10 @@ fn watching_never_takes_the_lock() {
     let v = srv.json("/api/runs/h1");
     assert_eq!(v["status"], "running", "{v}");
     let driver = v["driven_by"].as_str().unwrap_or_else(|| panic!("no driver shown: {v}"));
-    assert!(driver.starts_with(&format!("process {} on ", exec.id())), "{driver}");
+    assert!(driver.starts_with(&format!("process {} on ", exec.0.id())), "{driver}");
     assert!(v["steps"][0]["status"] == "running", "{v}");
     env.write("go", "");
-    assert_eq!(exec.wait().unwrap().code(), Some(3), "the run pauses at the approval");
+    assert_eq!(exec.0.wait().unwrap().code(), Some(3), "the run pauses at the approval");
     let v = srv.json("/api/runs/h1");
     assert_eq!(v["status"], "paused", "{v}");
     assert_eq!(v["driven_by"], Value::Null, "{v}");
