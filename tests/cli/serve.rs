@@ -240,10 +240,10 @@ pub fn first_sse_event(srv: &Server, path: &str) -> String {
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got);
         // Chunked transfer: an event ends with a blank line inside the chunk's data.
-        if let Some(at) = text.find("event: ") {
-            if text[at..].contains("\n\n") {
-                return text[at..].to_owned();
-            }
+        if let Some(at) = text.find("event: ")
+            && text[at..].contains("\n\n")
+        {
+            return text[at..].to_owned();
         }
         assert!(t.elapsed() < Duration::from_secs(20), "no event: {text}");
     }

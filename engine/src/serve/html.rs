@@ -112,7 +112,14 @@ pub fn run_fragment(v: &RunView) -> String {
 <p class=\"muted\">run <code>{id}</code> · started {} UTC{} · {}</p>",
         esc(&v.playbook),
         t(Some(&v.started_at)),
-        v.finished_at.as_deref().map(|f| format!(" · finished {} UTC", t(Some(f)))).unwrap_or_default(),
+        v.finished_at
+            .as_deref()
+            .map(|f| {
+                // A paused or interrupted run stopped; only a succeeded or failed one is over.
+                let word = if v.clock.ticking { "stopped" } else { "finished" };
+                format!(" · {word} {} UTC", t(Some(f)))
+            })
+            .unwrap_or_default(),
         match &v.driven_by {
             Some(h) => format!("driven by {}", esc(h)),
             None => "no process is driving it now".into(),

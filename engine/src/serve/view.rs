@@ -213,7 +213,8 @@ pub fn build(state: &RunState, pb: Option<&Playbook>, driven_by: Option<String>,
 /// (it no longer parses), the run's steps in one column and no edges.
 fn graph(state: &RunState, pb: Option<&Playbook>) -> GraphView {
     let status = |id: &str| state.steps.get(id).map_or("unknown", |s| s.status.as_str()).to_owned();
-    let (levels, ids, kinds, edges): (Vec<Vec<usize>>, Vec<String>, Vec<String>, Vec<(usize, usize)>) = match pb {
+    type Shape = (Vec<Vec<usize>>, Vec<String>, Vec<String>, Vec<(usize, usize)>);
+    let (levels, ids, kinds, edges): Shape = match pb {
         Some(pb) => (
             pb.dag.levels(),
             pb.steps.iter().map(|s| s.id.clone()).collect(),
