@@ -18,7 +18,7 @@ pub mod view;
 
 use crate::playbook;
 use crate::report::incident;
-use crate::state::{StateError, Store};
+use crate::state::{RunState, StateError, Store};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -168,22 +168,38 @@ impl Failure {
     }
 }
 
-/// Reads one run from the store, off the async threads (the file store reads files, the
-/// team store waits on its connection thread).
-async fn load_view(app: &App, id: String) -> Result<view::RunView, Failure> {
-    if !valid_run_id(&id) {
+/// Reads one run's state and who drives it, off the async threads (the file store reads
+/// files, the team store waits on its connection thread).
+async fn load_state(app: &App, id: &str) -> Result<(RunState, Option<String>), Failure> {
+    if !valid_run_id(id) {
         return Err(Failure::NotFound("No such run: a run id has only letters, digits, `-`, `_` and `.`.".into()));
     }
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || -> Result<view::RunView, Failure> {
+    let (store, id) = (app.store.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || -> Result<(RunState, Option<String>), Failure> {
         let state = store.load(&id)?;
         let driven_by = store.holder(&id).map(|h| h.to_string());
-        // The playbook as run, for the graph, the RTO and the approval questions.
-        let pb = store.playbook_text(&id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
-        Ok(view::build(&state, pb.as_ref(), driven_by, jiff::Timestamp::now()))
+        Ok((state, driven_by))
     })
     .await
     .map_err(|e| Failure::Store(format!("the reader task died: {e}")))?
+}
+
+/// The view of a state: parses the playbook saved with the run (for the graph, the RTO and
+/// the approval questions). Done only when something changed, not at every poll.
+async fn view_of(app: &App, state: RunState, driven_by: Option<String>) -> Result<view::RunView, Failure> {
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let pb =
+            store.playbook_text(&state.run_id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
+        view::build(&state, pb.as_ref(), driven_by, jiff::Timestamp::now())
+    })
+    .await
+    .map_err(|e| Failure::Store(format!("the reader task died: {e}")))
+}
+
+async fn load_view(app: &App, id: String) -> Result<view::RunView, Failure> {
+    let (state, driven_by) = load_state(app, &id).await?;
+    view_of(app, state, driven_by).await
 }
 
 async fn list(app: &App) -> Result<Vec<crate::state::RunSummary>, Failure> {
@@ -252,36 +268,52 @@ async fn run_report(State(app): State<App>, Path(id): Path<String>) -> Response 
 /// journal moved (a new event) or its status changed (its driver died). A run that cannot
 /// be read is ended with an `error` event; the browser's EventSource reconnects by itself.
 async fn run_live(State(app): State<App>, Path(id): Path<String>) -> Response {
-    if let Err(f) = load_view(&app, id.clone()).await {
-        return f.page();
-    }
+    let first = match load_state(&app, &id).await {
+        Ok(x) => x,
+        Err(f) => return f.page(),
+    };
     struct Watch {
         app: App,
         id: String,
+        /// The state read to check the run exists: the stream's first event.
+        first: Option<(RunState, Option<String>)>,
         last: Option<(u64, &'static str, bool)>,
         done: bool,
     }
-    let start = Watch { app, id, last: None, done: false };
+    let start = Watch { app, id, first: Some(first), last: None, done: false };
     let stream = futures_util::stream::unfold(start, |mut w| async move {
         if w.done {
             return None;
         }
         loop {
-            match load_view(&w.app, w.id.clone()).await {
-                Ok(v) => {
-                    let key = (v.seq, v.status.as_str(), v.driven_by.is_some());
-                    if w.last != Some(key) {
+            let read = match w.first.take() {
+                Some(x) => Ok(x),
+                None => load_state(&w.app, &w.id).await,
+            };
+            // Only a change costs a rendering; an unchanged run costs one read of the store.
+            let rendered = match read {
+                Ok((state, driven_by)) => {
+                    let key = (state.seq, state.status.as_str(), driven_by.is_some());
+                    if w.last == Some(key) {
+                        None
+                    } else {
                         w.last = Some(key);
-                        let ev = SseEvent::default().event("run").data(html::run_fragment(&v));
-                        return Some((Ok::<_, Infallible>(ev), w));
+                        Some(view_of(&w.app, state, driven_by).await)
                     }
                 }
-                Err(Failure::NotFound(m)) | Err(Failure::Store(m)) => {
+                Err(f) => Some(Err(f)),
+            };
+            match rendered {
+                Some(Ok(v)) => {
+                    let ev = SseEvent::default().event("run").data(html::run_fragment(&v));
+                    return Some((Ok::<_, Infallible>(ev), w));
+                }
+                Some(Err(Failure::NotFound(m) | Failure::Store(m))) => {
                     w.done = true;
                     return Some((Ok(SseEvent::default().event("error").data(m)), w));
                 }
+                None => tokio::time::sleep(POLL).await,
             }
-            tokio::time::sleep(POLL).await;
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
