@@ -147,6 +147,13 @@ fn every_route(team: Option<&str>) {
     assert!(home.header("content-type").starts_with("text/html"), "{:?}", home.headers);
     assert!(home.header("content-security-policy").contains("script-src 'self'"), "{:?}", home.headers);
     assert!(home.body.contains("href=\"/runs/web1\""), "{}", home.body);
+    if let Some(url) = team {
+        // The page names the team store by host, port and database; never its password,
+        // given in the URL or in its query string.
+        let password = url.split_once("postgres:").and_then(|(_, r)| r.split_once('@')).map(|(p, _)| p).unwrap();
+        assert!(!home.body.contains(password), "{}", home.body);
+        assert!(home.body.contains("team store postgresql://127.0.0.1:"), "{}", home.body);
+    }
     let runs = srv.json("/api/runs");
     assert_eq!(runs[0]["run_id"], "web1", "{runs}");
     assert_eq!(runs[0]["status"], "failed", "{runs}");

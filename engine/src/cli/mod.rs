@@ -536,7 +536,7 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
 fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Res {
     // An observer file store: it never tries a run's lock (see FileStore::observer).
     let (store, source): (Arc<dyn Store + Send + Sync>, String) = match &cli.global.state {
-        Some(url) => (Arc::new(team_store(url)?), format!("team store {}", redact_url(url))),
+        Some(url) => (Arc::new(team_store(url)?), format!("team store {}", where_only(url))),
         None => (
             Arc::new(FileStore::observer(&cli.global.state_dir)),
             format!("state dir {}", absolute(&cli.global.state_dir)),
@@ -560,6 +560,21 @@ fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Res {
     }))
     .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
     Ok(EXIT_OK)
+}
+
+/// A team store URL as the web page may show it: host, port and database, nothing else (a
+/// password may also sit in the query string: `?password=...`).
+fn where_only(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("localhost"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => "(a postgres:// URL)".into(),
+    }
 }
 
 fn migrate(from: &Path, to: &str) -> Res {
