@@ -248,3 +248,63 @@ fn graph(state: &RunState, pb: Option<&Playbook>) -> GraphView {
         .collect();
     GraphView { width, height, nodes, edges }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Event, EventKind};
+
+    const PB: &str = "apiVersion: runbook/v1\nname: clock\nobjectives: { rto: 1h }\nsteps:\n  - id: a\n    type: shell\n    with: { script: 'true' }\n  - id: ok\n    type: approval\n    needs: [a]\n    with: { message: 'Go?' }\n";
+
+    fn state(started: jiff::Timestamp) -> RunState {
+        let ev = Event {
+            seq: 1,
+            at: started.to_string(),
+            run_id: "r".into(),
+            kind: EventKind::RunStarted {
+                playbook: "clock".into(),
+                file: "p.yaml".into(),
+                sha256: String::new(),
+                steps: vec![("a".into(), "shell".into()), ("ok".into(), "approval".into())],
+                inputs: Value::Null,
+                dry_run: false,
+            },
+        };
+        RunState::new(&ev).unwrap()
+    }
+
+    #[test]
+    fn the_clock_warns_at_half_and_full_rto_and_stops_when_the_run_is_over() {
+        let pb = crate::playbook::load_str("p.yaml", PB.into(), None).unwrap();
+        let now = jiff::Timestamp::now();
+        let ago = |m: i64| now.checked_sub(jiff::SignedDuration::from_mins(m)).unwrap();
+        let v = build(&state(ago(20)), Some(&pb), None, now);
+        assert_eq!((v.clock.level, v.clock.used_percent, v.clock.ticking), ("ok", Some(33), true));
+        let v = build(&state(ago(30)), Some(&pb), None, now);
+        assert_eq!((v.clock.level, v.clock.used_percent), ("half", Some(50)));
+        let v = build(&state(ago(75)), Some(&pb), None, now);
+        assert_eq!((v.clock.level, v.clock.used_percent), ("over", Some(125)));
+        // Paused (waiting for the approval): the incident goes on, the clock too.
+        let mut s = state(ago(10));
+        s.steps["ok"].status = StepStatus::Waiting;
+        s.status = RunStatus::Paused;
+        s.finished_at = Some(ago(9).to_string());
+        let v = build(&s, Some(&pb), None, now);
+        assert!(v.clock.ticking && v.clock.elapsed_ms >= 600_000, "{:?}", v.clock);
+        assert_eq!(v.pending_approvals[0].message.as_deref(), Some("Go?"));
+        assert_eq!(v.pending_approvals[0].command, "runbook resume r --approve ok");
+        assert!(v.report.is_none());
+        // Succeeded: the clock stops at the end, the report is there.
+        s.status = RunStatus::Succeeded;
+        let v = build(&s, Some(&pb), None, now);
+        assert!(!v.clock.ticking);
+        assert_eq!(v.clock.elapsed_ms, 60_000);
+        assert!(v.report.is_some());
+        // The graph: a above ok, one edge.
+        assert_eq!(v.graph.edges, vec![(0, 1)]);
+        assert!(v.graph.nodes[1].y > v.graph.nodes[0].y);
+        // Without the playbook: no RTO, no edges, the run's steps in a column.
+        let v = build(&s, None, None, now);
+        assert_eq!((v.clock.rto_ms, v.graph.edges.len(), v.graph.nodes.len()), (None, 0, 2));
+    }
+}
