@@ -46,9 +46,14 @@ impl Server {
 
     /// GET with the path sent exactly as given (no client-side normalisation of `..`).
     pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Reply {
         let mut s = TcpStream::connect(&self.addr).expect("connect to serve");
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.addr)
+            .unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).expect("read the reply");
         Reply::parse(&raw)
@@ -227,6 +232,11 @@ fn every_route(team: Option<&str>) {
         let r = srv.get(path);
         assert_eq!(r.status, 404, "{path}: {} {}", r.status, r.body);
         assert!(!r.body.contains("do-not-serve-me") && !r.body.contains("root:"), "{path} leaked a file");
+    }
+    // Read-only: nothing but GET (and HEAD) is accepted anywhere.
+    for (method, path) in [("POST", "/runs/web1"), ("PUT", "/api/runs/web1"), ("DELETE", "/runs/web1"), ("POST", "/")] {
+        let r = srv.request(method, path);
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
     }
     let missing = srv.get("/api/runs/nope");
     assert!(missing.header("content-type").starts_with("application/json"));
