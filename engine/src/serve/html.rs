@@ -206,7 +206,11 @@ incident clock <span id=\"clock-elapsed\">{}</span>{target}{note}{}</p>",
         c.rto_ms.map(|r| r.to_string()).unwrap_or_default(),
         c.ticking,
         ms(Some(c.elapsed_ms)),
-        if c.ticking { "" } else { " · stopped: the run is over" },
+        match (&c.restored_by, &c.restored_at) {
+            _ if c.ticking => String::new(),
+            (Some(step), Some(at)) => format!(" · stopped: restored by {} at {} UTC", esc(step), t(Some(at))),
+            _ => " · stopped: the run is over".into(),
+        },
     );
 }
 

@@ -82,6 +82,10 @@ pub struct Clock {
     pub used_percent: Option<u64>,
     /// `ok` (under 50 %), `half` (50 % reached, the engine's first warning), `over` (100 %).
     pub level: &'static str,
+    /// The playbook's `objectives.restored_by`: the step whose success ends the outage.
+    pub restored_by: Option<String>,
+    /// When that step succeeded: the clock stopped there.
+    pub restored_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,8 +168,16 @@ pub fn build(state: &RunState, pb: Option<&Playbook>, driven_by: Option<String>,
             command: format!("runbook resume {} --approve {id}", state.run_id),
         })
         .collect();
-    let ticking = !finished(state.status);
-    let end = if ticking { Some(now.to_string()) } else { state.finished_at.clone() };
+    // With `objectives.restored_by`, the outage (and the RTO clock) ends when that step
+    // succeeded, as in the report and the engine's warnings; otherwise at the run's end.
+    let restored_by = pb.and_then(|p| p.objectives.restored_by.clone());
+    let restored_at = restored_by
+        .as_deref()
+        .and_then(|id| state.steps.get(id))
+        .filter(|s| s.status == StepStatus::Succeeded)
+        .and_then(|s| s.finished_at.clone());
+    let ticking = !finished(state.status) && restored_at.is_none();
+    let end = if ticking { Some(now.to_string()) } else { restored_at.clone().or_else(|| state.finished_at.clone()) };
     let elapsed_ms = span_ms(Some(&state.started_at), end.as_deref()).unwrap_or(0);
     let rto = pb.and_then(|p| p.objectives.rto).map(|r| r.0).filter(|r| !r.is_zero());
     let used_percent = rto.map(|r| (elapsed_ms as u128 * 100 / r.as_millis().max(1)) as u64);
@@ -180,6 +192,8 @@ pub fn build(state: &RunState, pb: Option<&Playbook>, driven_by: Option<String>,
             Some(p) if p >= 50 => "half",
             _ => "ok",
         },
+        restored_by,
+        restored_at,
     };
     let (report, report_markdown) = if finished(state.status) {
         let r = incident::build(state, pb);
@@ -300,6 +314,14 @@ mod tests {
         assert!(!v.clock.ticking);
         assert_eq!(v.clock.elapsed_ms, 60_000);
         assert!(v.report.is_some());
+        // With `restored_by: a`, the clock stops when `a` succeeded, while the run goes on.
+        let pb2 = crate::playbook::load_str("p.yaml", PB.replace("rto: 1h", "rto: 1h, restored_by: a"), None).unwrap();
+        let mut r = state(ago(10));
+        r.steps["a"].status = StepStatus::Succeeded;
+        r.steps["a"].finished_at = Some(ago(8).to_string());
+        let v = build(&r, Some(&pb2), None, now);
+        assert!(!v.clock.ticking);
+        assert_eq!((v.clock.elapsed_ms, v.clock.restored_by.as_deref()), (120_000, Some("a")));
         // The graph: a above ok, one edge.
         assert_eq!(v.graph.edges, vec![(0, 1)]);
         assert!(v.graph.nodes[1].y > v.graph.nodes[0].y);
