@@ -251,7 +251,8 @@ fn a_browser_follows_a_run_live() {
     cdp.wait_until(
         "the finished run",
         "document.getElementById('run-status').getAttribute('data-status') === 'succeeded' && \
-         document.getElementById('report') !== null && document.getElementById('pending') === null",
+         document.getElementById('report') !== null && document.getElementById('pending') === null && \
+         document.getElementById('live').innerText.includes('no process is driving it now')",
     );
     let approvals = cdp.eval("document.querySelector('[data-approval=\"go_ahead\"]').innerText");
     assert!(approvals.as_str().unwrap_or_default().contains("carol@"), "{approvals}");
