@@ -11,6 +11,7 @@ pub mod exec;
 pub mod graph;
 pub mod playbook;
 pub mod report;
+pub mod serve;
 pub mod state;
 pub mod steps;
 pub mod template;

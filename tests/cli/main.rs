@@ -4,6 +4,7 @@
 mod support;
 
 mod bounded;
+mod browser;
 mod cloud;
 mod crash;
 mod diff;
@@ -17,6 +18,7 @@ mod report;
 mod run;
 mod s3;
 mod secrets;
+mod serve;
 mod supabase;
 mod team;
 mod tty;

@@ -118,6 +118,15 @@ pub enum Command {
     Drill(DrillArgs),
     /// Print the JSON Schema of the playbook format
     Schema,
+    /// A live, read-only web view of the runs for the incident channel
+    ///
+    /// Reads the state dir (or --state postgres://...) like `runbook show`; never drives or
+    /// locks a run. Open the printed address; `runbook exec` in another terminal drives.
+    Serve {
+        /// Address and port to listen on; the default is reachable from this machine only
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+    },
     /// Manage where runs are kept
     State {
         #[command(subcommand)]

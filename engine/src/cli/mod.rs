@@ -55,6 +55,7 @@ pub fn main() -> i32 {
         Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
         Command::State { action: args::StateAction::Migrate { from, to } } => migrate(from, to),
         Command::Drill(a) => drill::drill_cmd(&cli, a),
+        Command::Serve { listen } => serve(&cli, *listen),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)
@@ -543,6 +544,50 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
     }
     Ok(EXIT_OK)
+}
+
+fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Res {
+    // An observer file store: it never tries a run's lock (see FileStore::observer).
+    let (store, source): (Arc<dyn Store + Send + Sync>, String) = match &cli.global.state {
+        Some(url) => (Arc::new(team_store(url)?), format!("team store {}", where_only(url))),
+        None => (
+            Arc::new(FileStore::observer(&cli.global.state_dir)),
+            format!("state dir {}", absolute(&cli.global.state_dir)),
+        ),
+    };
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {listen}: anyone who can reach this address sees the runs (there is no login); \
+             the default 127.0.0.1 keeps it on this machine"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(crate::serve::serve(store, source.clone(), listen, |addr| {
+        println!("serving the runs of {source} at http://{addr}/ (read-only; Ctrl-C to stop)");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }))
+    .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
+    Ok(EXIT_OK)
+}
+
+/// A team store URL as the web page may show it: host, port and database, nothing else (a
+/// password may also sit in the query string: `?password=...`).
+fn where_only(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("localhost"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => "(a postgres:// URL)".into(),
+    }
 }
 
 fn migrate(from: &Path, to: &str) -> Res {

@@ -121,7 +121,7 @@ pub fn load(path: &Path) -> Result<Suite, LoadError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| LoadError::Io { file: file.clone(), message: format!("cannot read the drill suite: {e}") })?;
-    let root = playbook::node::parse(&text, Limits { max_depth: 32, max_nodes: 100_000 })
+    let root = playbook::node::parse(&text, Limits { max_depth: 32, max_nodes: 100_000, max_bytes: 8 << 20 })
         .map_err(|e| LoadError::Invalid(vec![Diagnostic::new(&file, e.pos, format!("invalid YAML: {}", e.message))]))?;
     let mut diags = Diagnostics::new(&file);
     let mut nested: Vec<Diagnostic> = Vec::new();

@@ -75,6 +75,8 @@ impl std::fmt::Display for LockHolder {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    /// Asks who holds a run without ever touching its lock (`runbook serve`).
+    observer: bool,
 }
 
 /// A run folder opened for driving: the lock is held as long as this lives.
@@ -85,7 +87,14 @@ pub struct RunDir {
 
 impl FileStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileStore { root: root.into() }
+        FileStore { root: root.into(), observer: false }
+    }
+
+    /// A store for watching runs only (`runbook serve`): asking who holds a run reads
+    /// `/proc/locks` instead of trying the lock, so a watcher polling every second can never
+    /// make a `resume` fail with "held by" at the instant of its try.
+    pub fn observer(root: impl Into<PathBuf>) -> Self {
+        FileStore { root: root.into(), observer: true }
     }
 
     pub fn root(&self) -> &Path {
@@ -198,6 +207,9 @@ impl FileStore {
     /// Who drives the run right now, if anyone.
     pub fn holder(&self, run_id: &str) -> Option<LockHolder> {
         let path = self.run_dir(run_id).join("lock");
+        if self.observer {
+            return lock_is_held(&path).then(|| read_holder(&path));
+        }
         let file = File::open(&path).ok()?;
         match file.try_lock() {
             Ok(()) => None,
@@ -244,6 +256,34 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
     file.set_len(0).map_err(io_err(&path))?;
     file.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes()).map_err(io_err(&path))?;
     Ok(file)
+}
+
+/// Whether some process holds the flock(2) of `path`, found without taking it: Linux lists
+/// every lock in `/proc/locks` as `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`.
+/// Where that file cannot be read, the holder written in the lock file is asked whether it
+/// is alive (same host only; a process elsewhere cannot hold a local flock anyway).
+fn lock_is_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = fs::metadata(path) else { return false };
+    let (major, minor, ino) = (libc::major(md.dev()), libc::minor(md.dev()), md.ino());
+    if let Ok(locks) = fs::read_to_string("/proc/locks") {
+        return locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: FLOCK ..." or, for a waiter, "1: -> FLOCK ...".
+            let f = if f.get(1) == Some(&"->") { &f[1..] } else { &f[..] };
+            f.get(1) == Some(&"FLOCK")
+                && f.get(5).is_some_and(|id| {
+                    let mut p = id.split(':');
+                    let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else { return false };
+                    u32::from_str_radix(ma, 16).ok() == Some(major)
+                        && u32::from_str_radix(mi, 16).ok() == Some(minor)
+                        && i.parse::<u64>().ok() == Some(ino)
+                })
+        });
+    }
+    let h = read_holder(path);
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    h.pid != 0 && h.host == hostname() && unsafe { libc::kill(h.pid as i32, 0) } == 0
 }
 
 fn read_holder(path: &Path) -> LockHolder {

@@ -21,6 +21,9 @@ pub struct StepState {
     /// Set when `status` is `skipped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_by: Option<SkipCause>,
+    /// What to do about the error, as the step said it (already redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +80,7 @@ impl RunState {
                 error: None,
                 reason: None,
                 skipped_by: None,
+                hint: None,
             });
             next.insert(id.clone(), st);
         }
@@ -99,6 +103,7 @@ impl RunState {
                         s.error = None;
                         s.reason = None;
                         s.skipped_by = None;
+                        s.hint = None;
                         s.attempts = 0;
                     }
                 }
@@ -119,7 +124,7 @@ impl RunState {
                 }
             }
             EventKind::StepPlanned { .. } => {}
-            EventKind::StepFinished { step, status, attempts, outputs, error, reason, skipped_by, .. } => {
+            EventKind::StepFinished { step, status, attempts, outputs, error, reason, skipped_by, hint, .. } => {
                 if let Some(s) = self.steps.get_mut(step) {
                     s.status = *status;
                     s.attempts = *attempts;
@@ -130,6 +135,7 @@ impl RunState {
                         StepStatus::Skipped => Some(skipped_by.unwrap_or_else(|| SkipCause::infer(reason.as_deref()))),
                         _ => None,
                     };
+                    s.hint = hint.clone();
                     s.finished_at = Some(ev.at.clone());
                 }
             }
