@@ -4,7 +4,7 @@
 mod args;
 mod gate;
 
-use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
+use args::{Cli, Command, DiffFormat, ErrorFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
 use clap::Parser;
 use gate::CliGate;
 use std::io::IsTerminal;
@@ -23,8 +23,18 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PAUSED: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-/// A command's failure: what to print and the exit code.
-struct Fail(i32, String);
+/// A command's failure: the exit code, what to print, and the playbook problems behind
+/// it (printed one by one: as snippets, as lines or as JSON).
+struct Fail {
+    code: i32,
+    message: String,
+    problems: Vec<playbook::Diagnostic>,
+}
+
+#[allow(non_snake_case)]
+fn Fail(code: i32, message: String) -> Fail {
+    Fail { code, message, problems: Vec::new() }
+}
 
 type Res = Result<i32, Fail>;
 
@@ -32,11 +42,66 @@ fn usage(msg: impl Into<String>) -> Fail {
     Fail(EXIT_USAGE, msg.into())
 }
 
+/// How playbook problems are shown to people. `auto`: a snippet with a caret when stderr
+/// is a terminal, the one-line `file:line:col: message` form otherwise (CI logs, pipes,
+/// editors' problem matchers read one line per problem).
+fn snippets(cli: &Cli) -> Option<bool> {
+    let tty = std::io::stderr().is_terminal();
+    let on = match cli.global.error_format {
+        ErrorFormat::Snippet => true,
+        ErrorFormat::Short => false,
+        ErrorFormat::Auto => tty,
+    };
+    // Colours only on a terminal, and never under NO_COLOR (no-color.org).
+    on.then(|| tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
+}
+
+/// The problems of playbooks for people, each as a snippet (or a line), in file order.
+fn render_problems(cli: &Cli, problems: &[playbook::Diagnostic]) -> String {
+    let mut sources: std::collections::HashMap<&str, Option<String>> = std::collections::HashMap::new();
+    let mut out = String::new();
+    for d in problems {
+        let text = match snippets(cli) {
+            _ if d.line == 0 => d.message.clone(),
+            None => d.to_string(),
+            Some(color) => match sources.entry(&d.file).or_insert_with(|| std::fs::read_to_string(&d.file).ok()) {
+                Some(src) => format!("{}\n", d.snippet(src, color)),
+                None => d.to_string(),
+            },
+        };
+        out.push_str(&text);
+        out.push('\n');
+    }
+    let n = problems.len();
+    out.push_str(&format!("{n} problem{} found", if n == 1 { "" } else { "s" }));
+    out
+}
+
+/// The arguments asked for JSON output: then even a usage error clap finds is JSON.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+}
+
+/// An error as one JSON document on stdout, where a machine reading `--output json` looks.
+fn print_json_error(code: i32, message: &str, problems: &[playbook::Diagnostic]) {
+    let mut doc = serde_json::json!({ "ok": false, "error": { "exit_code": code, "message": message } });
+    if !problems.is_empty() {
+        doc["error"]["problems"] = serde_json::json!(problems);
+    }
+    println!("{doc}");
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            if code == EXIT_USAGE && json_requested() {
+                let text = e.render().to_string();
+                print_json_error(code, text.trim_end().trim_start_matches("error: "), &[]);
+                return code;
+            }
             let _ = e.print();
             return code;
         }
@@ -60,9 +125,13 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(Fail(code, msg)) => {
-            if !msg.is_empty() {
-                eprintln!("error: {msg}");
+        Err(Fail { code, message, problems }) => {
+            if cli.global.output == Output::Json {
+                print_json_error(code, &message, &problems);
+            } else if !problems.is_empty() {
+                eprintln!("{}", render_problems(&cli, &problems));
+            } else if !message.is_empty() {
+                eprintln!("error: {message}");
             }
             code
         }
@@ -108,14 +177,17 @@ fn redact_url(url: &str) -> String {
 }
 
 fn load(file: &Path) -> Result<Playbook, Fail> {
-    playbook::load(file).map_err(|e| match e {
+    playbook::load(file).map_err(load_fail)
+}
+
+fn load_fail(e: LoadError) -> Fail {
+    match e {
         LoadError::Io { .. } => usage(e.to_string()),
-        LoadError::Invalid(diags) => {
-            let n = diags.len();
-            let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            Fail(EXIT_USAGE, format!("{}\n{n} problem{} found", text.join("\n"), if n == 1 { "" } else { "s" }))
+        LoadError::Invalid(problems) => {
+            let n = problems.len();
+            Fail { code: EXIT_USAGE, message: format!("{n} problem{} found", if n == 1 { "" } else { "s" }), problems }
         }
-    })
+    }
 }
 
 fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
@@ -140,18 +212,11 @@ fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
             serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() })
         );
     } else {
-        for d in &all {
-            if d.line == 0 {
-                eprintln!("{}", d.message);
-            } else {
-                eprintln!("{d}");
-            }
+        if !all.is_empty() {
+            eprintln!("{}", render_problems(cli, &all));
         }
         for (f, n) in &ok_files {
             println!("{f}: ok ({n} steps)");
-        }
-        if !all.is_empty() {
-            eprintln!("{} problem{} found", all.len(), if all.len() == 1 { "" } else { "s" });
         }
     }
     Ok(if all.is_empty() { EXIT_OK } else { EXIT_USAGE })
@@ -363,7 +428,7 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
         Ok(_) => load(original)?,
         Err(_) => {
             eprintln!("warning: {} is gone; resuming with the copy saved with the run", meta.file);
-            playbook::load_str(&meta.file, saved, None).map_err(|e| usage(e.to_string()))?
+            playbook::load_str(&meta.file, saved, None).map_err(load_fail)?
         }
     };
     check_approvals(&pb, &a.approve)?;
@@ -503,7 +568,7 @@ fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> 
             }
             let text = String::from_utf8(out.stdout).map_err(|_| usage("the file at that revision is not UTF-8"))?;
             let label = format!("{}@{rev}", file.display());
-            let old = playbook::load_str(&label, text, None).map_err(|e| usage(e.to_string()))?;
+            let old = playbook::load_str(&label, text, None).map_err(load_fail)?;
             (old, load(file)?)
         }
         (None, [a, b]) => (load(a)?, load(b)?),

@@ -113,6 +113,21 @@ pub struct RawInput {
     pub allowed: Option<Vec<Value>>,
 }
 
+impl RawInput {
+    /// Stands for a declaration that did not check out, so that templates using the input
+    /// do not also report it as undeclared.
+    pub fn placeholder() -> Self {
+        RawInput {
+            kind: InputType::String,
+            required: false,
+            default: None,
+            secret: false,
+            description: None,
+            allowed: None,
+        }
+    }
+}
+
 fn default_input_type() -> InputType {
     InputType::String
 }
