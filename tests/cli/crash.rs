@@ -96,7 +96,14 @@ fn secrets_never_reach_the_state_dir_or_output() {
 #[test]
 fn ctrl_c_checkpoints_and_exits_130() {
     let env = Env::new();
-    let child = start(&env);
+    env.write("p.yaml", PLAYBOOK);
+    let child = env
+        .command(&["exec", "p.yaml", "--run-id", "c1", "-i", "db_password=hunter2hunter2"])
+        .env("CRASH_TOKEN", "tok-5ecret-value")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start runbook");
     wait_for(&env, "destroy.started");
     // SAFETY: sending SIGINT to our own child.
     unsafe {
@@ -111,6 +118,20 @@ fn ctrl_c_checkpoints_and_exits_130() {
     // The step's process group was killed: it never finishes its work.
     std::thread::sleep(Duration::from_millis(3200));
     assert!(!env.read("destroy.log").contains("end"));
+    // The last line names a command that works: the stopped step is not idempotent.
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some(
+            "run c1 interrupted: interrupted; destroy stopped mid-way and may have done part of the work: check, then continue with `runbook resume c1 --rerun-interrupted`"
+        ),
+        "{}",
+        out.all()
+    );
+    let r = env.run_env(
+        &["resume", "c1", "--rerun-interrupted", "-i", "db_password=hunter2hunter2"],
+        &[("CRASH_TOKEN", "tok-5ecret-value")],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
 }
 
 #[test]

@@ -109,15 +109,15 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Validate { files } => validate(&cli, files),
         Command::Plan { file, inputs } => plan(&cli, file, inputs),
-        Command::Graph { file, format } => graph(file, *format),
+        Command::Graph { file, format } => graph(&cli, file, *format),
         Command::Exec(a) => exec_cmd(&cli, a),
         Command::Resume(a) => resume_cmd(&cli, a),
         Command::Runs => runs(&cli),
         Command::Show { run_id } => show(&cli, run_id),
         Command::Report { run_id, format } => report_cmd(&cli, run_id, *format),
-        Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
-        Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
-        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(from, to),
+        Command::Diff { git, format, files } => diff(&cli, git.as_deref(), *format, files),
+        Command::RlsSnapshot { url, schemas } => rls_snapshot(&cli, url, schemas),
+        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(&cli, from, to),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)
@@ -223,13 +223,19 @@ fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
 }
 
 fn parse_kv(items: &[String]) -> Result<Vec<(String, GivenValue)>, Fail> {
-    items
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), GivenValue::Text(v.to_owned()))),
-            _ => Err(usage(format!("`-i {kv}`: write inputs as key=value"))),
-        })
-        .collect()
+    let mut out: Vec<(String, GivenValue)> = Vec::with_capacity(items.len());
+    for kv in items {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(usage(format!("`-i {kv}`: write inputs as key=value")));
+        };
+        let k = k.trim();
+        // Taking the last of two values silently would run with the one not meant.
+        if out.iter().any(|(n, _)| n == k) {
+            return Err(usage(format!("input `{k}` is given twice with -i; give it once (a list takes `-i {k}=a,b`)")));
+        }
+        out.push((k.to_owned(), GivenValue::Text(v.to_owned())));
+    }
+    Ok(out)
 }
 
 fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
@@ -262,8 +268,30 @@ fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
     Ok(EXIT_OK)
 }
 
-fn graph(file: &Path, format: GraphFormat) -> Res {
+fn graph(cli: &Cli, file: &Path, format: GraphFormat) -> Res {
     let pb = load(file)?;
+    if cli.global.output == Output::Json {
+        // The graph as data: steps in run order (file order among equals), each with what
+        // it needs, and the levels that may run in parallel.
+        let steps: Vec<serde_json::Value> = pb
+            .dag
+            .topo()
+            .iter()
+            .map(|&i| {
+                let s = &pb.steps[i];
+                serde_json::json!({
+                    "id": s.id,
+                    "type": s.kind.name(),
+                    "needs": pb.dag.needs(i).iter().map(|&j| pb.steps[j].id.as_str()).collect::<Vec<_>>(),
+                    "trigger": s.trigger,
+                })
+            })
+            .collect();
+        let levels: Vec<Vec<&str>> =
+            pb.dag.levels().iter().map(|l| l.iter().map(|&i| pb.steps[i].id.as_str()).collect()).collect();
+        println!("{}", serde_json::json!({ "playbook": pb.name, "steps": steps, "levels": levels }));
+        return Ok(EXIT_OK);
+    }
     let ids: Vec<&str> = pb.steps.iter().map(|s| s.id.as_str()).collect();
     let label = |i: usize| {
         let s = &pb.steps[i];
@@ -349,7 +377,8 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         inputs: prepared.stored_inputs.clone(),
         dry_run: a.dry_run,
     };
-    if mode != Mode::Json {
+    // A dry run gets no run id on screen: there is no run to show or resume.
+    if mode != Mode::Json && !a.dry_run {
         println!("run {run_id}");
     }
     let store = store(cli)?;
@@ -535,7 +564,7 @@ fn show(cli: &Cli, run_id: &str) -> Res {
     Ok(EXIT_OK)
 }
 
-fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
+fn rls_snapshot(cli: &Cli, url: &str, schemas: &[String]) -> Res {
     let rt = runtime()?;
     let snap = rt
         .block_on(async {
@@ -548,11 +577,15 @@ fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
             }
             other => Fail(EXIT_FAILED, other.to_string()),
         })?;
-    print!("{}", crate::steps::rls::to_yaml(&snap));
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&snap).unwrap_or_default());
+    } else {
+        print!("{}", crate::steps::rls::to_yaml(&snap));
+    }
     Ok(EXIT_OK)
 }
 
-fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
+fn diff(cli: &Cli, git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
     let (old, new) = match (git, files) {
         (Some(rev), [file]) => {
             let out = std::process::Command::new("git")
@@ -576,6 +609,8 @@ fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> 
         (None, _) => return Err(usage("give two files: runbook diff OLD.yaml NEW.yaml")),
     };
     let d = report::diff::diff(&old, &new);
+    // `--output json` asks for machine output whatever `--format` says.
+    let format = if cli.global.output == Output::Json { DiffFormat::Json } else { format };
     match format {
         DiffFormat::Text => print!("{}", report::diff::text(&d)),
         DiffFormat::Md => print!("{}", report::diff::markdown(&d, &new)),
@@ -590,6 +625,7 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
     // The playbook as run, for its objectives and severity.
     let pb = store.playbook_text(run_id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
     let r = report::incident::build(&state, pb.as_ref());
+    let format = if cli.global.output == Output::Json { ReportFormat::Json } else { format };
     match format {
         ReportFormat::Md => print!("{}", report::incident::markdown(&r)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
@@ -597,10 +633,14 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
     Ok(EXIT_OK)
 }
 
-fn migrate(from: &Path, to: &str) -> Res {
+fn migrate(cli: &Cli, from: &Path, to: &str) -> Res {
     let files = FileStore::new(from);
     let team = team_store(to)?;
     let (copied, skipped) = crate::state::migrate_from(&files, &team).map_err(state_fail)?;
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::json!({ "copied": copied, "skipped": skipped }));
+        return Ok(EXIT_OK);
+    }
     for id in &copied {
         println!("copied {id}");
     }
