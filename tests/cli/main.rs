@@ -13,6 +13,7 @@ mod providers;
 mod report;
 mod run;
 mod s3;
+mod schema;
 mod supabase;
 mod team;
 mod tty;
