@@ -251,3 +251,54 @@ fn every_property_is_described() {
     missing.retain(|m| !m.contains("/if"));
     assert!(missing.is_empty(), "properties without a description: {missing:#?}");
 }
+
+/// docs/format.md names every key of the format and every step type; docs/steps.md (which
+/// it links) names every step parameter.
+#[test]
+fn the_reference_covers_the_schema() {
+    let root = repo_root();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/playbook.schema.json")).unwrap()).unwrap();
+    let format = std::fs::read_to_string(root.join("docs/format.md")).unwrap();
+    let steps = std::fs::read_to_string(root.join("docs/steps.md")).unwrap();
+    assert!(format.contains("](steps.md)"), "docs/format.md links docs/steps.md");
+    let defs = schema["definitions"].as_object().unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    };
+    let mut missing = Vec::new();
+    let mut format_keys = keys(&schema);
+    for def in ["RawInput", "RawStep", "RawRetry", "RawObjectives"] {
+        format_keys.extend(keys(&defs[def]));
+    }
+    for k in format_keys {
+        if !format.contains(&format!("`{k}`")) {
+            missing.push(format!("docs/format.md: key `{k}`"));
+        }
+    }
+    for t in schema["definitions"]["RawStep"]["properties"]["type"]["enum"].as_array().unwrap() {
+        let t = t.as_str().unwrap();
+        if !format.contains(&format!("`{t}`")) {
+            missing.push(format!("docs/format.md: step type `{t}`"));
+        }
+    }
+    // Step parameters: every property of a definition reached from a step type's `with`.
+    let playbook_defs = ["RawInput", "RawStep", "RawRetry", "RawObjectives", "RawPlaybook"];
+    for (name, def) in defs {
+        if playbook_defs.contains(&name.as_str()) {
+            continue;
+        }
+        let mut props = keys(def);
+        for variant in def["oneOf"].as_array().into_iter().flatten() {
+            props.extend(keys(variant));
+        }
+        for p in props {
+            if !steps.contains(&format!("`{p}")) {
+                missing.push(format!("docs/steps.md: parameter `{p}` ({name})"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not documented: {missing:#?}");
+}
