@@ -246,6 +246,15 @@ fn messages_table() {
             "p.yaml:3:15: objectives: `rpo`: expected a duration such as `15m` or a text such as `point-in-time`\n\
              1 problem found\n",
         ),
+        // Every mistake inside `retry` too.
+        (
+            format!("steps:\n  - id: a\n{w}    retry: {{ attempts: x, backoff: exponentail, dely: 1s }}\n"),
+            "p.yaml:7:24: step `a`: `retry.attempts`: wrong type: string \"x\"; expected a whole number, 0 or more\n\
+             p.yaml:7:36: step `a`: `retry.backoff`: unknown value `exponentail` (did you mean `exponential`?)\n  \
+             hint: allowed values: fixed, linear, exponential\n\
+             p.yaml:7:49: step `a`: `retry`: unknown key `dely` (did you mean `delay`?)\n  \
+             hint: allowed keys: attempts, delay, backoff, max_delay, until\n3 problems found\n",
+        ),
         // A step with neither id nor type reports both, and nothing about its type.
         (
             "steps:\n  - needs: []\n".to_owned(),
@@ -305,4 +314,42 @@ fn errors_are_json_when_asked() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
     assert_eq!(r.code, 2);
     assert!(v["error"]["message"].as_str().unwrap().starts_with("unexpected argument '--bogus' found"), "{v}");
+}
+
+/// Messages speak the format's words: no Rust type names, whatever the wrong value.
+#[test]
+fn no_rust_type_names_in_messages() {
+    let e = problems(concat!(
+        "objectives: 5\ninputs:\n  x: 5\n  y: { enum: 3 }\n",
+        "steps:\n",
+        "  - id: a\n    type: wait\n    with: 5\n    retry: 5\n    when: {}\n",
+        "  - id: b\n    type: check-status\n    with: { endpoints: [5] }\n",
+        "  - id: c\n    type: http\n    with: { url: x, method: 3, expect_status: abc }\n",
+        "  - id: d\n    type: s3-copy\n    with: { source: x, target: { bucket: 1 } }\n",
+        "  - id: e\n    type: sql\n    with: { url: x, query: y, expect: { row_count: -1 } }\n",
+        "  - id: f\n    type: rotate-secret\n    with: { client_id: a, client_secret: b, project_id: c, environment: d, name: e, length: x }\n",
+    ));
+    for word in [
+        "struct",
+        "enum ",
+        "u8",
+        "u16",
+        "u32",
+        "u64",
+        "usize",
+        "i32",
+        "i64",
+        "f64",
+        "Raw",
+        "Params",
+        "WhenValue",
+        "StatusSet",
+        "RpoValue",
+        "untagged",
+        "variant",
+        "sequence",
+    ] {
+        assert!(!e.contains(word), "`{word}` in:\n{e}");
+    }
+    assert_eq!(e.lines().filter(|l| l.starts_with("p.yaml:")).count(), 11, "{e}");
 }

@@ -4,7 +4,7 @@ use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::inputs::{check_enum, check_value};
 use super::model::{Playbook, Retry, Step, When};
 use super::node::{Limits, Node, NodeKind, Pos, Seg, segs};
-use super::raw::{InputType, RawInput, RawObjectives, RawStep, WhenValue};
+use super::raw::{InputType, RawInput, RawObjectives, RawRetry, RawStep, WhenValue};
 use crate::graph::Dag;
 use crate::steps;
 use crate::template;
@@ -127,6 +127,8 @@ const STEP_KEYS: &[&str] = &[
     "continue_on_error",
     "idempotent",
 ];
+/// The keys of `retry`, as in [`RawRetry`].
+const RETRY_KEYS: &[&str] = &["attempts", "delay", "backoff", "max_delay", "until"];
 /// The keys of an input declaration, as in [`RawInput`].
 const INPUT_KEYS: &[&str] = &["type", "required", "default", "secret", "description", "enum"];
 const RUN_FIELDS: &[&str] = &["id", "started_at", "playbook"];
@@ -488,12 +490,18 @@ impl Checker {
 
     /// One field of a mapping, deserialized on its own; a problem is reported at the field.
     fn field<T: DeserializeOwned>(&mut self, map: &Node, key: &str, label: &str, ok: &mut bool) -> Option<T> {
-        let node = map.get(key)?;
+        self.field_in(map, &[key], label, ok)
+    }
+
+    /// A value at `keys` under `map` (`retry.backoff`), deserialized on its own; a problem
+    /// is reported at it, named by its whole path.
+    fn field_in<T: DeserializeOwned>(&mut self, map: &Node, keys: &[&str], label: &str, ok: &mut bool) -> Option<T> {
+        let node = keys.iter().try_fold(map, |n, k| n.get(k))?;
         match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
             Ok(v) => Some(v),
             Err(err) => {
                 *ok = false;
-                let mut path = vec![Seg::Key(key.to_owned())];
+                let mut path: Vec<Seg> = keys.iter().map(|k| Seg::Key((*k).to_owned())).collect();
                 path.extend(segs(err.path()));
                 let message = err.into_inner().to_string();
                 let (pos, message, hint) = describe_at(map, path, &message, label, "key", "allowed keys");
@@ -547,12 +555,44 @@ impl Checker {
             params: self.field::<Option<IndexMap<String, Value>>>(item, "with", label, &mut ok).flatten(),
             when,
             trigger: self.field(item, "trigger", label, &mut ok),
-            retry: self.field(item, "retry", label, &mut ok),
+            retry: self.retry(item, label, &mut ok),
             timeout: self.field(item, "timeout", label, &mut ok),
             continue_on_error: self.field(item, "continue_on_error", label, &mut ok),
             idempotent: self.field(item, "idempotent", label, &mut ok),
         };
         (raw, ok)
+    }
+
+    /// `retry:` key by key, like the step around it.
+    fn retry(&mut self, item: &Node, label: &str, ok: &mut bool) -> Option<RawRetry> {
+        let node = item.get("retry")?;
+        let NodeKind::Map(entries) = &node.kind else {
+            return self.field(item, "retry", label, ok);
+        };
+        for (key, _) in entries {
+            if !RETRY_KEYS.contains(&key.name.as_str()) {
+                *ok = false;
+                let msg = match did_you_mean(&key.name, RETRY_KEYS.iter().copied()) {
+                    Some(s) => format!("{label}`retry`: unknown key `{}` (did you mean `{s}`?)", key.name),
+                    None => format!("{label}`retry`: unknown key `{}`", key.name),
+                };
+                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", RETRY_KEYS.join(", ")));
+            }
+        }
+        let attempts = self.field_in::<u32>(item, &["retry", "attempts"], label, ok);
+        if node.get("attempts").is_none() {
+            *ok = false;
+            self.diags.error(node.pos, format!("{label}`retry`: missing field `attempts`")).hint =
+                Some("`attempts` counts the first try too: `retry: { attempts: 3, delay: 10s }`".into());
+        }
+        let retry = RawRetry {
+            attempts: attempts.unwrap_or(1),
+            delay: self.field_in(item, &["retry", "delay"], label, ok),
+            backoff: self.field_in(item, &["retry", "backoff"], label, ok).unwrap_or_default(),
+            max_delay: self.field_in(item, &["retry", "max_delay"], label, ok),
+            until: self.field_in(item, &["retry", "until"], label, ok),
+        };
+        Some(retry)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -622,7 +662,9 @@ impl Checker {
             self.templates_in(with_node, Scope::Step(i), pending);
         }
         let mut kind_idempotent = false;
-        if let Some(kind) = kind {
+        // A `with` that is not a mapping is reported already; checking `{}` would add noise.
+        let with_ok = node.get("with").is_none_or(|w| matches!(w.kind, NodeKind::Map(_) | NodeKind::Null));
+        if let Some(kind) = kind.filter(|_| with_ok) {
             match kind.check(&params) {
                 Ok(idem) => kind_idempotent = idem,
                 Err(e) => {
@@ -971,8 +1013,20 @@ fn tidy_serde(msg: &str) -> String {
         ("floating point `", "number `"),
         ("sequence,", "list,"),
         (", expected", "; expected"),
+        ("expected string or map", "expected one of the allowed values"),
     ] {
         out = out.replace(rust, words);
+    }
+    // "expected struct RawRetry" / "expected enum Method": the Rust name means nothing here.
+    for (rust, words) in
+        [("expected struct ", "expected a mapping"), ("expected enum ", "expected one of the allowed values")]
+    {
+        if let Some(at) = out.find(rust) {
+            let end = out[at + rust.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(out.len(), |e| at + rust.len() + e);
+            out.replace_range(at..end, words);
+        }
     }
     out
 }
@@ -986,7 +1040,7 @@ mod tests {
     fn key_lists_match_the_raw_types() {
         let schema = crate::playbook::schema::schema();
         let defs = &schema["definitions"];
-        for (def, keys) in [("RawStep", STEP_KEYS), ("RawInput", INPUT_KEYS)] {
+        for (def, keys) in [("RawStep", STEP_KEYS), ("RawInput", INPUT_KEYS), ("RawRetry", RETRY_KEYS)] {
             let props: Vec<&str> = defs[def]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
             assert_eq!(props, keys, "{def}");
         }
