@@ -1,8 +1,8 @@
 //! Crashes, Ctrl-C, locks, changed playbooks and secrets.
 
-use crate::support::{Env, finish, status};
+use crate::support::{Env, finish, status, wait_for};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PLAYBOOK: &str = concat!(
     "apiVersion: runbook/v1\nname: crashy\n",
@@ -13,14 +13,6 @@ const PLAYBOOK: &str = concat!(
     "  - id: destroy\n    type: shell\n    needs: [first]\n    with: { script: \"echo start >> destroy.log; touch destroy.started; sleep 3; echo end >> destroy.log\" }\n",
     "  - id: last\n    type: shell\n    needs: [destroy]\n    with: { command: [echo, done] }\n",
 );
-
-fn wait_for(env: &Env, file: &str) {
-    let t = Instant::now();
-    while !env.path(file).exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn start(env: &Env) -> std::process::Child {
     env.write("p.yaml", PLAYBOOK);

@@ -1,6 +1,6 @@
 //! Run semantics, asserted from `show --output json`.
 
-use crate::support::{Env, status, step};
+use crate::support::{Env, Test, status, step};
 
 const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
 
@@ -367,11 +367,9 @@ fn ambiguous_inputs_are_refused() {
         (&["-i", "b=yes"], "error: input `b`: expected true or false, got `\"yes\"`\n"),
         (&["-i", "b=1"], "error: input `b`: expected true or false, got `\"1\"`\n"),
     ];
+    let playbook = env.read("p.yaml");
     for (args, stderr) in cases {
-        let mut all = vec!["exec", "p.yaml"];
-        all.extend_from_slice(args);
-        let r = env.run(&all);
-        assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (2, *stderr, ""), "{args:?}");
+        Test::new().file("p.yaml", &playbook).args(&["exec", "p.yaml"]).args(args).status(2).stderr(stderr).run();
     }
     // A list in JSON or comma-separated, and a bool as true/false, are fine.
     assert_eq!(env.run(&["exec", "p.yaml", "-i", "l=[1, 2]", "-i", "b=TRUE", "-i", "opt=x"]).code, 0);

@@ -1,6 +1,6 @@
 //! Every validation rule has a failing example with its exact message.
 
-use crate::support::Env;
+use crate::support::{Env, Test};
 
 const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
 
@@ -273,21 +273,25 @@ fn messages_table() {
 
 #[test]
 fn snippets_on_request_lines_in_ci() {
-    let env = Env::new();
-    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: shel\n"));
-    let r = env.run(&["validate", "--error-format", "snippet", "p.yaml"]);
-    assert_eq!(r.code, 2);
-    assert_eq!(
-        r.stderr,
-        "error: step `a`: unknown step type `shel` (did you mean `shell`?)\n --> p.yaml:5:11\n  |\n5 |     type: shel\n  |           ^^^^\n  |\n  = help: known types: approval, check-status, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait\n\n1 problem found\n"
-    );
+    let p = format!("{HEAD}steps:\n  - id: a\n    type: shel\n");
+    let known = "approval, check-status, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait";
+    Test::new()
+        .file("p.yaml", &p)
+        .args(&["validate", "--error-format", "snippet", "p.yaml"])
+        .status(2)
+        .stderr(&format!(
+            "error: step `a`: unknown step type `shel` (did you mean `shell`?)\n --> p.yaml:5:11\n  |\n5 |     type: shel\n  |           ^^^^\n  |\n  = help: known types: {known}\n\n1 problem found\n"
+        ))
+        .run();
     // Not a terminal (as here, and in CI): one line per problem, whatever command loads it.
-    let r = env.run(&["graph", "p.yaml"]);
-    assert_eq!(r.code, 2);
-    assert_eq!(
-        r.stderr.lines().next(),
-        Some("p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)")
-    );
+    Test::new()
+        .file("p.yaml", &p)
+        .args(&["graph", "p.yaml"])
+        .status(2)
+        .stderr(&format!(
+            "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)\n  hint: known types: {known}\n1 problem found\n"
+        ))
+        .run();
 }
 
 #[test]
@@ -352,4 +356,12 @@ fn no_rust_type_names_in_messages() {
         assert!(!e.contains(word), "`{word}` in:\n{e}");
     }
     assert_eq!(e.lines().filter(|l| l.starts_with("p.yaml:")).count(), 11, "{e}");
+}
+
+/// The whole-output builder fails on an extra line, which `contains` would let pass.
+#[test]
+#[should_panic(expected = "stdout:")]
+fn whole_output_builder_catches_extra_lines() {
+    let p = format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n");
+    Test::new().file("p.yaml", &p).args(&["validate", "p.yaml", "p.yaml"]).stdout("p.yaml: ok (1 steps)\n").run();
 }
