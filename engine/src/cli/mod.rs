@@ -163,17 +163,7 @@ fn team_store(url: &str) -> Result<crate::state::PgStore, Fail> {
         Err(_) => std::time::Duration::from_secs(30),
     };
     crate::state::PgStore::connect(url, ttl)
-        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", redact_url(url))))
-}
-
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
+        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", crate::steps::pg::strip_password(url))))
 }
 
 fn load(file: &Path) -> Result<Playbook, Fail> {
