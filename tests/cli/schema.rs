@@ -20,7 +20,7 @@ const SEMANTIC_RULES: &[&str] = &[
     "names in `secrets` are environment variable names",
     "input and var names are identifiers",
     "YAML keys are unique",
-    "a step type's own checks (e.g. `shell` ok_codes not empty, `sql` query not empty)",
+    "a step type's own checks (e.g. `shell` ok_codes not empty, `check-status` endpoints not empty)",
 ];
 
 struct Case {
@@ -214,6 +214,27 @@ fn schema_and_validate_agree() {
                 "{} ({file}): validate {} (want {}), schema {} (want {})\n{}{}",
                 c.name, by_validate, c.valid, by_schema, expected_schema, c.yaml, r.stderr
             ));
+        }
+    }
+    // Every step type without `with`, and with an empty one: both refuse where the type
+    // has required parameters, both accept where it has none.
+    let types: Vec<String> = schema["definitions"]["RawStep"]["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    for (i, t) in types.iter().enumerate() {
+        for with in ["", "    with: {}\n"] {
+            let yaml = format!("{HEAD}steps:\n  - id: a\n    type: {t}\n{with}");
+            let file = format!("t{i}.yaml");
+            env.write(&file, &yaml);
+            let by_validate = env.run(&["validate", &file]).code == 0;
+            let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000 };
+            let by_schema = validator.is_valid(&runbook::playbook::node::parse(&yaml, limits).unwrap().to_json());
+            if by_validate != by_schema {
+                wrong.push(format!("`{t}` {}: validate {by_validate}, schema {by_schema}", with.trim()));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -93,6 +93,7 @@ const RULES: &[(&str, &str)] = &[
         r#"{ "oneOf": [ { "required": ["command"], "not": { "required": ["script"] } }, { "required": ["script"], "not": { "required": ["command"] } } ] }"#,
     ),
     ("HttpParams", r#"{ "not": { "required": ["body", "json"] } }"#),
+    ("CheckParams", r#"{ "anyOf": [ { "required": ["statuspage"] }, { "required": ["endpoints"] } ] }"#),
 ];
 
 fn tighten(defs: &mut serde_json::Map<String, Value>) {
@@ -143,4 +144,23 @@ fn allow_templates(def: &mut Value, defs_key: &str) {
 
 pub fn schema_json() -> String {
     serde_json::to_string_pretty(&schema()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renamed parameter type must not make its rule vanish silently.
+    #[test]
+    fn every_rule_names_a_definition() {
+        let schema = schema();
+        for (name, rule) in RULES {
+            let def = &schema["definitions"][*name];
+            assert!(def.is_object(), "no definition `{name}`");
+            let rule: Value = serde_json::from_str(rule).unwrap();
+            for key in rule.as_object().unwrap().keys() {
+                assert_eq!(def[key], rule[key], "`{name}` lacks its `{key}` rule");
+            }
+        }
+    }
 }
