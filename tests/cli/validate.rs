@@ -255,6 +255,13 @@ fn messages_table() {
              p.yaml:7:49: step `a`: `retry`: unknown key `dely` (did you mean `delay`?)\n  \
              hint: allowed keys: attempts, delay, backoff, max_delay, until\n3 problems found\n",
         ),
+        // Every bad parameter of `with`, not only the first serde meets.
+        (
+            "steps:\n  - id: a\n    type: check-status\n    with: { endpoints: [5], fail_on: sometimes }\n".to_owned(),
+            "p.yaml:6:25: step `a`: `with.endpoints[0]`: wrong type: number `5`; expected a mapping\n\
+             p.yaml:6:38: step `a`: `with.fail_on`: unknown value `sometimes`\n  \
+             hint: allowed values: none, degraded\n2 problems found\n",
+        ),
         // A step with neither id nor type reports both, and nothing about its type.
         (
             "steps:\n  - needs: []\n".to_owned(),
@@ -355,7 +362,7 @@ fn no_rust_type_names_in_messages() {
     ] {
         assert!(!e.contains(word), "`{word}` in:\n{e}");
     }
-    assert_eq!(e.lines().filter(|l| l.starts_with("p.yaml:")).count(), 11, "{e}");
+    assert_eq!(e.lines().filter(|l| l.starts_with("p.yaml:")).count(), 14, "{e}");
 }
 
 /// The whole-output builder fails on an extra line, which `contains` would let pass.

@@ -665,25 +665,24 @@ impl Checker {
         // A `with` that is not a mapping is reported already; checking `{}` would add noise.
         let with_ok = node.get("with").is_none_or(|w| matches!(w.kind, NodeKind::Map(_) | NodeKind::Null));
         if let Some(kind) = kind.filter(|_| with_ok) {
-            match kind.check(&params) {
-                Ok(idem) => kind_idempotent = idem,
-                Err(e) => {
-                    ok = false;
-                    let (pos, message, hint) = match node.get("with") {
-                        Some(_) => {
-                            let mut path = vec![Seg::Key("with".into())];
-                            path.extend(e.path);
-                            let takes = format!("`{}` takes", kind.name());
-                            describe_at(node, path, &e.message, label, "parameter", &takes)
-                        }
-                        None => (
-                            node.entry("type").map_or(node.pos, |(k, _)| k.pos),
-                            format!("{label}`with`: {}", tidy_serde(&e.message)),
-                            None,
-                        ),
-                    };
-                    self.diags.error(pos, message).hint = hint;
-                }
+            let (idem, errors) = param_errors(kind, &params);
+            kind_idempotent = idem;
+            for e in errors {
+                ok = false;
+                let (pos, message, hint) = match node.get("with") {
+                    Some(_) => {
+                        let mut path = vec![Seg::Key("with".into())];
+                        path.extend(e.path);
+                        let takes = format!("`{}` takes", kind.name());
+                        describe_at(node, path, &e.message, label, "parameter", &takes)
+                    }
+                    None => (
+                        node.entry("type").map_or(node.pos, |(k, _)| k.pos),
+                        format!("{label}`with`: {}", tidy_serde(&e.message)),
+                        None,
+                    ),
+                };
+                self.diags.error(pos, message).hint = hint;
             }
         }
         let when = match &raw.when {
@@ -881,6 +880,45 @@ impl Checker {
             )),
         }
     }
+}
+
+/// Every problem of a step's parameters, not only the first: serde stops at the first bad
+/// value, so the parameter it names is taken away and the rest checked again. What that
+/// removal causes itself (the parameter now missing, a rule about the whole set) is not
+/// reported. Returns the type's idempotence when all is well.
+fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>) {
+    let mut trial = params.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    // Bounded: each round takes one parameter away.
+    for _ in 0..=params.as_object().map_or(0, |m| m.len()) {
+        let e = match kind.check(&trial) {
+            Ok(idem) => return (idem, errors),
+            Err(e) => e,
+        };
+        let first = match e.path.first() {
+            Some(Seg::Key(k)) if trial.get(k).is_some() => Some(k.clone()),
+            _ => None,
+        };
+        match first {
+            Some(k) => {
+                errors.push(e);
+                if let Some(map) = trial.as_object_mut() {
+                    map.remove(&k);
+                }
+                removed.push(k);
+            }
+            None => {
+                // A missing parameter or a rule about the whole set: real only if we have
+                // taken nothing away.
+                if removed.is_empty() {
+                    errors.push(e);
+                }
+                break;
+            }
+        }
+    }
+    (false, errors)
 }
 
 fn known_list() -> String {
