@@ -1,8 +1,8 @@
 //! Crashes, Ctrl-C, locks, changed playbooks and secrets.
 
-use crate::support::{Env, finish, status};
+use crate::support::{Env, finish, status, wait_for};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PLAYBOOK: &str = concat!(
     "apiVersion: runbook/v1\nname: crashy\n",
@@ -13,14 +13,6 @@ const PLAYBOOK: &str = concat!(
     "  - id: destroy\n    type: shell\n    needs: [first]\n    with: { script: \"echo start >> destroy.log; touch destroy.started; sleep 3; echo end >> destroy.log\" }\n",
     "  - id: last\n    type: shell\n    needs: [destroy]\n    with: { command: [echo, done] }\n",
 );
-
-fn wait_for(env: &Env, file: &str) {
-    let t = Instant::now();
-    while !env.path(file).exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn start(env: &Env) -> std::process::Child {
     env.write("p.yaml", PLAYBOOK);
@@ -96,7 +88,14 @@ fn secrets_never_reach_the_state_dir_or_output() {
 #[test]
 fn ctrl_c_checkpoints_and_exits_130() {
     let env = Env::new();
-    let child = start(&env);
+    env.write("p.yaml", PLAYBOOK);
+    let child = env
+        .command(&["exec", "p.yaml", "--run-id", "c1", "-i", "db_password=hunter2hunter2"])
+        .env("CRASH_TOKEN", "tok-5ecret-value")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start runbook");
     wait_for(&env, "destroy.started");
     // SAFETY: sending SIGINT to our own child.
     unsafe {
@@ -111,6 +110,20 @@ fn ctrl_c_checkpoints_and_exits_130() {
     // The step's process group was killed: it never finishes its work.
     std::thread::sleep(Duration::from_millis(3200));
     assert!(!env.read("destroy.log").contains("end"));
+    // The last line names a command that works: the stopped step is not idempotent.
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some(
+            "run c1 interrupted: interrupted; destroy stopped mid-way and may have done part of the work: check, then continue with `runbook resume c1 --rerun-interrupted`"
+        ),
+        "{}",
+        out.all()
+    );
+    let r = env.run_env(
+        &["resume", "c1", "--rerun-interrupted", "-i", "db_password=hunter2hunter2"],
+        &[("CRASH_TOKEN", "tok-5ecret-value")],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
 }
 
 #[test]

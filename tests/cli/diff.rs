@@ -75,6 +75,12 @@ fn markdown_highlights_changed_steps_and_json_is_for_bots() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["changed"]["restore"]["timeout"], serde_json::json!(["10m", "1h"]));
     assert_eq!(v["warnings"][0], "`restore`: timeout grew from 10m to 1h");
+    let env = Env::new();
+    env.write("old.yaml", BASE);
+    env.write("new.yaml", &new);
+    let r = env.run(&["diff", "old.yaml", "new.yaml", "--output", "json"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap(), v);
 }
 
 #[test]

@@ -68,6 +68,19 @@ fn graph_plan_and_help() {
     assert_eq!(r.stdout, "flowchart TD\n  a[\"a (wait)\"]\n  b[\"✋ b (approval)\"]\n  a --> b\n");
     let r = env.run(&["graph", "p.yaml", "--format", "dot"]);
     assert!(r.stdout.contains("\"a\" -> \"b\";"), "{}", r.stdout);
+    let r = env.run(&["graph", "p.yaml", "--output", "json"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap(),
+        serde_json::json!({
+            "playbook": "g",
+            "steps": [
+                { "id": "a", "type": "wait", "needs": [], "trigger": "success" },
+                { "id": "b", "type": "approval", "needs": ["a"], "trigger": "success" }
+            ],
+            "levels": [["a"], ["b"]]
+        })
+    );
     let r = env.run(&["plan", "p.yaml", "--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(plan["levels"][1][0]["plan"], "ask for approval: ok?");

@@ -19,6 +19,7 @@ mod run;
 mod s3;
 mod secrets;
 mod serve;
+mod schema;
 mod supabase;
 mod team;
 mod tty;

@@ -47,6 +47,9 @@ fn report_tells_the_story_of_a_failed_and_resumed_run() {
     let rotate = v["steps"].as_array().unwrap().iter().find(|s| s["id"] == "rotate").unwrap();
     assert_eq!(rotate["status"], "succeeded");
     assert_eq!(v["approvals"][0]["step"], "approve");
+    // `--output json` means JSON whatever `--format` says.
+    let global = env.run(&["report", "i1", "--output", "json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&global.stdout).unwrap(), v);
     let r = env.run(&["report", "nope"]);
     assert_eq!(r.code, 2);
 }

@@ -1,6 +1,6 @@
 //! Run semantics, asserted from `show --output json`.
 
-use crate::support::{Env, status, step};
+use crate::support::{Env, Test, status, step};
 
 const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
 
@@ -347,6 +347,45 @@ fn inputs_are_parsed_by_type() {
     assert_eq!(env.run(&["exec", "p.yaml", "-i", "n=7"]).code, 0);
 }
 
+/// Input text that could be read two ways is an error that says what to write.
+#[test]
+fn ambiguous_inputs_are_refused() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!("{HEAD}inputs:\n  l: {{ type: list }}\n  b: {{ type: bool }}\n  opt: {{ type: string }}\nsteps:\n  - id: a\n    type: shell\n    with: {{ command: [echo, \"--tag={{{{ inputs.opt }}}}\"] }}\n"),
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-i", "l=[1,2"],
+            "error: input `l`: `[1,2` is not a JSON list (EOF while parsing a list at line 1 column 4); write e.g. `[1, 2]` or `a,b,c`\n",
+        ),
+        (
+            &["-i", "b=true", "-i", "b=false"],
+            "error: input `b` is given twice with -i; give it once (a list takes `-i b=a,b`)\n",
+        ),
+        (&["-i", "b=yes"], "error: input `b`: expected true or false, got `\"yes\"`\n"),
+        (&["-i", "b=1"], "error: input `b`: expected true or false, got `\"1\"`\n"),
+    ];
+    let playbook = env.read("p.yaml");
+    for (args, stderr) in cases {
+        Test::new().file("p.yaml", &playbook).args(&["exec", "p.yaml"]).args(args).status(2).stderr(stderr).run();
+    }
+    // A list in JSON or comma-separated, and a bool as true/false, are fine.
+    assert_eq!(env.run(&["exec", "p.yaml", "-i", "l=[1, 2]", "-i", "b=TRUE", "-i", "opt=x"]).code, 0);
+    assert_eq!(env.run(&["exec", "p.yaml", "-i", "l=a,b", "-i", "b=false", "-i", "opt=x"]).code, 0);
+    // An optional input without a value never becomes the word "none" in a command line.
+    let r = env.run(&["exec", "p.yaml", "--run-id", "o1"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(
+            "✘ a failed: cannot render `with.command[1]`: optional input `opt` has no value and cannot go into text: pass `-i opt=...`, give it a default, or guard it with `{% if inputs.opt is not none %}`"
+        ),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn approval_pauses_then_resume_approves() {
     let env = Env::new();
@@ -421,4 +460,8 @@ fn dry_run_changes_nothing_and_shows_placeholders() {
     assert!(!env.path(".runbook").exists(), "dry run wrote state");
     assert!(r.stdout.contains("• b: would POST https://example.invalid/<steps.a.outputs.stdout>"), "{}", r.stdout);
     assert!(r.stdout.contains("warning: secret $DEPLOY_TOKEN is not set (a real run would need it)"), "{}", r.stdout);
+    // Nothing ran and nothing is kept: no run id, no "succeeded".
+    assert!(!r.stdout.lines().any(|l| l.starts_with("run ")), "{}", r.stdout);
+    assert!(!r.stdout.contains("succeeded"), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().last(), Some("dry run done: nothing was run and nothing was kept"));
 }

@@ -1,8 +1,10 @@
-//! A small builder that runs the real binary in a temp dir.
+//! Small builders that run the real binary in a temp dir: [`Env`] for scenarios, [`Test`]
+//! for one command whose whole output is compared.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -105,4 +107,73 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
     out
+}
+
+/// Waits until a file appears in the temp dir (a step's marker that it has started).
+pub fn wait_for(env: &Env, file: &str) {
+    let t = Instant::now();
+    while !env.path(file).exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "{file} never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One command, with its whole stdout, stderr and exit code compared (as just's `Test`):
+/// an extra or a missing line fails, where `contains` would let it pass. By default the
+/// command must succeed and print nothing.
+pub struct Test {
+    env: Env,
+    args: Vec<String>,
+    stdout: String,
+    stderr: String,
+    status: i32,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test { env: Env::new(), args: Vec::new(), stdout: String::new(), stderr: String::new(), status: 0 }
+    }
+
+    /// A file in the temp dir the command runs in.
+    pub fn file(self, name: &str, text: &str) -> Test {
+        self.env.write(name, text);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    pub fn stdout(mut self, text: &str) -> Test {
+        self.stdout = text.to_owned();
+        self
+    }
+
+    pub fn stderr(mut self, text: &str) -> Test {
+        self.stderr = text.to_owned();
+        self
+    }
+
+    pub fn status(mut self, code: i32) -> Test {
+        self.status = code;
+        self
+    }
+
+    /// Runs the command and compares everything; returns the environment for more commands.
+    pub fn run(self) -> Env {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let r = self.env.run(&args);
+        let mut wrong = Vec::new();
+        if r.code != self.status {
+            wrong.push(format!("exit code {} (want {})", r.code, self.status));
+        }
+        for (name, got, want) in [("stdout", &r.stdout, &self.stdout), ("stderr", &r.stderr, &self.stderr)] {
+            if got != want {
+                wrong.push(format!("{name}:\n--- want\n{want}--- got\n{got}---"));
+            }
+        }
+        assert!(wrong.is_empty(), "runbook {}:\n{}", args.join(" "), wrong.join("\n"));
+        self.env
+    }
 }

@@ -3,9 +3,9 @@
 //! takeover after a holder died, migration from a state dir.
 
 use crate::pg_cluster::Cluster;
-use crate::support::{Env, finish, status};
+use crate::support::{Env, finish, status, wait_for};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Extra arguments that select the store; `None` is the file store.
 fn args<'a>(team: Option<&'a str>, rest: &[&'a str]) -> Vec<&'a str> {
@@ -30,14 +30,6 @@ const PLAYBOOK: &str = concat!(
     "  - id: go\n    type: approval\n    needs: [first]\n    with: { message: go? }\n",
     "  - id: slow\n    type: shell\n    needs: [go]\n    with: { script: \"touch slow.started; sleep 2; echo x >> slow.log\" }\n",
 );
-
-fn wait_for(env: &Env, file: &str) {
-    let t = Instant::now();
-    while !env.path(file).exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Pause at an approval, resume with it; the state is where the store keeps it, and no
 /// secret is in it.

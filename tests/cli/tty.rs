@@ -59,3 +59,34 @@ fn tty_denial_fails_the_step_and_skips_what_follows() {
     assert!(step(&show, "go")["error"].as_str().unwrap().starts_with("approval denied by "));
     assert_eq!(status(&show, "after"), "skipped");
 }
+
+/// On a terminal, `validate` shows each problem as a snippet with a caret, in colour unless
+/// NO_COLOR is set.
+#[test]
+fn tty_validate_shows_snippets() {
+    let env = Env::new();
+    env.write("bad.yaml", "apiVersion: runbook/v1\nname: t\nsteps:\n  - id: a\n    type: shel\n");
+    let on_tty = |no_color: bool| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec", &format!("{} validate bad.yaml", crate::support::bin()), "/dev/null"])
+            .current_dir(env.dir.path())
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let out = finish(cmd.output().expect("`script` (util-linux) runs"));
+        (out.code, out.stdout.replace("\r\n", "\n"))
+    };
+    let (code, screen) = on_tty(true);
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.starts_with(
+            "error: step `a`: unknown step type `shel` (did you mean `shell`?)\n --> bad.yaml:5:11\n  |\n5 |     type: shel\n  |           ^^^^\n"
+        ),
+        "{screen}"
+    );
+    let (_, coloured) = on_tty(false);
+    assert!(coloured.contains("\u{1b}["), "no colour on a terminal: {coloured}");
+}

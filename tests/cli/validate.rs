@@ -1,6 +1,6 @@
 //! Every validation rule has a failing example with its exact message.
 
-use crate::support::Env;
+use crate::support::{Env, Test};
 
 const HEAD: &str = "apiVersion: runbook/v1\nname: t\n";
 
@@ -118,14 +118,10 @@ fn bad_durations_triggers_and_retry_blocks() {
         "  - id: d\n    type: wait\n    retry: { attempts: 0, until: \"outputs.x ==\" }\n    with: { duration: 0s }\n",
     ));
     has(&e, "p.yaml:6:14: step `a`: `timeout`: invalid duration `10x`: unknown unit `x` (use ms, s, m, h or d)");
-    has(
-        &e,
-        "p.yaml:10:14: step `b`: `trigger`: unknown variant `sometimes`, expected one of `success`, `failure`, `always`",
-    );
-    has(
-        &e,
-        "p.yaml:14:47: step `c`: `retry.backoff`: unknown variant `quadratic`, expected one of `fixed`, `linear`, `exponential`",
-    );
+    has(&e, "p.yaml:10:14: step `b`: `trigger`: unknown value `sometimes`");
+    has(&e, "  hint: allowed values: success, failure, always");
+    has(&e, "p.yaml:14:47: step `c`: `retry.backoff`: unknown value `quadratic`");
+    has(&e, "  hint: allowed values: fixed, linear, exponential");
     has(&e, "p.yaml:18:24: step `d`: `retry.attempts` must be at least 1");
     has(
         &e,
@@ -142,10 +138,8 @@ fn with_parameters_must_fit_the_type() {
         "  - id: c\n    type: wait\n    with: {}\n",
         "  - id: d\n    type: shell\n    with: { script: \"echo\", command: [echo] }\n",
     ));
-    has(
-        &e,
-        "p.yaml:6:21: step `a`: `with.method`: unknown variant `FETCH`, expected one of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`",
-    );
+    has(&e, "p.yaml:6:21: step `a`: `with.method`: unknown value `FETCH` (did you mean `PATCH`?)");
+    has(&e, "  hint: allowed values: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
     has(&e, "p.yaml:9:30: step `b`: `with`: unknown parameter `timeout`");
     has(&e, "  hint: `shell` takes: command, script, env, cwd, stdout, ok_codes");
     has(&e, "p.yaml:12:5: step `c`: `with`: missing field `duration`");
@@ -206,4 +200,175 @@ fn pathological_files_are_errors_not_hangs() {
     let r = env.run(&["validate", "big.yaml"]);
     assert_eq!(r.code, 2, "{}", r.all());
     has(&r.stderr, "big.yaml:1:1: the file is 50.0 MiB; a playbook may be at most 8 MiB");
+}
+
+/// Whole stderr of `validate` for one mistake each: the exact message, every problem of a
+/// step at once, no follow-on errors, did-you-mean for values, no Rust type names.
+#[test]
+fn messages_table() {
+    let w = "    type: wait\n    with: { duration: 0s }\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("steps:\n  - id: a\n{w}    retry: {{ attempts: 2, backoff: exponentail }}\n"),
+            "p.yaml:7:36: step `a`: `retry.backoff`: unknown value `exponentail` (did you mean `exponential`?)\n  \
+             hint: allowed values: fixed, linear, exponential\n1 problem found\n",
+        ),
+        (
+            format!("steps:\n  - id: a\n{w}    trigger: alwyas\n"),
+            "p.yaml:7:14: step `a`: `trigger`: unknown value `alwyas` (did you mean `always`?)\n  \
+             hint: allowed values: success, failure, always\n1 problem found\n",
+        ),
+        // A bad input declaration is still declared: no "undeclared input" after it.
+        (
+            "inputs:\n  n: { type: integr }\nsteps:\n  - id: a\n    type: shell\n    with: { command: [echo, \"{{ inputs.n }}\"] }\n".to_owned(),
+            "p.yaml:4:14: input `n`: `type`: unknown value `integr` (did you mean `int`?)\n  \
+             hint: allowed values: string, int, float, bool, list, map, timestamp, duration\n1 problem found\n",
+        ),
+        // Every bad field of one step, and the step still counts for `needs` and templates.
+        (
+            format!(
+                "steps:\n  - id: pause\n{w}    when: [1]\n    timeout: 5\n    continue_on_error: maybe\n    retry: {{ attempts: -1 }}\n  - id: b\n    needs: [pause]\n    type: shell\n    with: {{ command: [echo, \"{{{{ steps.pause.status }}}}\"] }}\n"
+            ),
+            "p.yaml:7:11: step `pause`: `when`: expected an expression or true/false\n  \
+             hint: e.g. `when: \"inputs.region == 'eu'\"` or `when: false`\n\
+             p.yaml:8:14: step `pause`: `timeout`: invalid duration `5`: write it as a string with a unit, e.g. `30s`, `5m`, `2h`\n\
+             p.yaml:9:24: step `pause`: `continue_on_error`: wrong type: string \"maybe\"; expected true or false\n\
+             p.yaml:10:24: step `pause`: `retry.attempts`: wrong value: number `-1`; expected a whole number, 0 or more\n\
+             4 problems found\n",
+        ),
+        (
+            "steps:\n  - id: a\n    type: http\n    with: { url: \"http://x\", expect_status: abc }\n".to_owned(),
+            "p.yaml:6:45: step `a`: `with.expect_status`: expected an HTTP status code such as `200` or a list of them such as `[200, 204]`\n\
+             1 problem found\n",
+        ),
+        (
+            "objectives: { rpo: [1] }\nsteps:\n  - id: a\n    type: wait\n    with: { duration: 0s }\n".to_owned(),
+            "p.yaml:3:15: objectives: `rpo`: expected a duration such as `15m` or a text such as `point-in-time`\n\
+             1 problem found\n",
+        ),
+        // Every mistake inside `retry` too.
+        (
+            format!("steps:\n  - id: a\n{w}    retry: {{ attempts: x, backoff: exponentail, dely: 1s }}\n"),
+            "p.yaml:7:24: step `a`: `retry.attempts`: wrong type: string \"x\"; expected a whole number, 0 or more\n\
+             p.yaml:7:36: step `a`: `retry.backoff`: unknown value `exponentail` (did you mean `exponential`?)\n  \
+             hint: allowed values: fixed, linear, exponential\n\
+             p.yaml:7:49: step `a`: `retry`: unknown key `dely` (did you mean `delay`?)\n  \
+             hint: allowed keys: attempts, delay, backoff, max_delay, until\n3 problems found\n",
+        ),
+        // Every bad parameter of `with`, not only the first serde meets.
+        (
+            "steps:\n  - id: a\n    type: check-status\n    with: { endpoints: [5], fail_on: sometimes }\n".to_owned(),
+            "p.yaml:6:25: step `a`: `with.endpoints[0]`: wrong type: number `5`; expected a mapping\n\
+             p.yaml:6:38: step `a`: `with.fail_on`: unknown value `sometimes`\n  \
+             hint: allowed values: none, degraded\n2 problems found\n",
+        ),
+        // A step with neither id nor type reports both, and nothing about its type.
+        (
+            "steps:\n  - needs: []\n".to_owned(),
+            "p.yaml:4:5: step #1: missing field `id`\np.yaml:4:5: step #1: missing field `type`\n2 problems found\n",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (body, expected) in &cases {
+        let got = problems(body);
+        if got != *expected {
+            failures.push(format!("--- body:\n{body}--- expected:\n{expected}--- got:\n{got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn snippets_on_request_lines_in_ci() {
+    let p = format!("{HEAD}steps:\n  - id: a\n    type: shel\n");
+    let known = "approval, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait";
+    Test::new()
+        .file("p.yaml", &p)
+        .args(&["validate", "--error-format", "snippet", "p.yaml"])
+        .status(2)
+        .stderr(&format!(
+            "error: step `a`: unknown step type `shel` (did you mean `shell`?)\n --> p.yaml:5:11\n  |\n5 |     type: shel\n  |           ^^^^\n  |\n  = help: known types: {known}\n\n1 problem found\n"
+        ))
+        .run();
+    // Not a terminal (as here, and in CI): one line per problem, whatever command loads it.
+    Test::new()
+        .file("p.yaml", &p)
+        .args(&["graph", "p.yaml"])
+        .status(2)
+        .stderr(&format!(
+            "p.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)\n  hint: known types: {known}\n1 problem found\n"
+        ))
+        .run();
+}
+
+#[test]
+fn errors_are_json_when_asked() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: shel\n"));
+    for cmd in ["graph", "plan", "exec"] {
+        let r = env.run(&[cmd, "--output", "json", "p.yaml"]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert_eq!(r.stderr, "");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["exit_code"], 2);
+        assert_eq!(v["error"]["message"], "1 problem found");
+        assert_eq!(v["error"]["problems"][0]["line"], 5);
+        assert_eq!(v["error"]["problems"][0]["message"], "step `a`: unknown step type `shel` (did you mean `shell`?)");
+    }
+    // Usage errors too, and errors that are not about the playbook.
+    let r = env.run(&["show", "--output", "json", "nope"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    assert_eq!((r.code, v["error"]["exit_code"].as_i64()), (2, Some(2)));
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("no run `nope` in "), "{v}");
+    let r = env.run(&["--output=json", "graph", "p.yaml", "--bogus"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    assert_eq!(r.code, 2);
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("unexpected argument '--bogus' found"), "{v}");
+}
+
+/// Messages speak the format's words: no Rust type names, whatever the wrong value.
+#[test]
+fn no_rust_type_names_in_messages() {
+    let e = problems(concat!(
+        "objectives: 5\ninputs:\n  x: 5\n  y: { enum: 3 }\n",
+        "steps:\n",
+        "  - id: a\n    type: wait\n    with: 5\n    retry: 5\n    when: {}\n",
+        "  - id: b\n    type: check-status\n    with: { endpoints: [5] }\n",
+        "  - id: c\n    type: http\n    with: { url: x, method: 3, expect_status: abc }\n",
+        "  - id: d\n    type: s3-copy\n    with: { source: x, target: { bucket: 1 } }\n",
+        "  - id: e\n    type: sql\n    with: { url: x, query: y, expect: { row_count: -1 } }\n",
+        "  - id: f\n    type: rotate-secret\n    with: { client_id: a, client_secret: b, project_id: c, environment: d, name: e, length: x }\n",
+    ));
+    for word in [
+        "struct",
+        "enum ",
+        "u8",
+        "u16",
+        "u32",
+        "u64",
+        "usize",
+        "i32",
+        "i64",
+        "f64",
+        "Raw",
+        "Params",
+        "WhenValue",
+        "StatusSet",
+        "RpoValue",
+        "untagged",
+        "variant",
+        "sequence",
+    ] {
+        assert!(!e.contains(word), "`{word}` in:\n{e}");
+    }
+    assert_eq!(e.lines().filter(|l| l.starts_with("p.yaml:")).count(), 14, "{e}");
+}
+
+/// The whole-output builder fails on an extra line, which `contains` would let pass.
+#[test]
+#[should_panic(expected = "stdout:")]
+fn whole_output_builder_catches_extra_lines() {
+    let p = format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n");
+    Test::new().file("p.yaml", &p).args(&["validate", "p.yaml", "p.yaml"]).stdout("p.yaml: ok (1 steps)\n").run();
 }

@@ -34,6 +34,17 @@ pub struct Global {
     /// Output for people or for machines
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// How playbook problems are shown: a source snippet with a caret, or one line each
+    /// (auto: snippets on a terminal, lines otherwise)
+    #[arg(long, global = true, value_enum, default_value_t = ErrorFormat::Auto)]
+    pub error_format: ErrorFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ErrorFormat {
+    Auto,
+    Snippet,
+    Short,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

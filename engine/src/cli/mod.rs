@@ -5,7 +5,7 @@ mod args;
 mod drill;
 mod gate;
 
-use args::{Cli, Command, DiffFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
+use args::{Cli, Command, DiffFormat, ErrorFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
 use clap::Parser;
 use gate::CliGate;
 use std::io::IsTerminal;
@@ -24,8 +24,18 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_PAUSED: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-/// A command's failure: what to print and the exit code.
-struct Fail(i32, String);
+/// A command's failure: the exit code, what to print, and the playbook problems behind
+/// it (printed one by one: as snippets, as lines or as JSON).
+struct Fail {
+    code: i32,
+    message: String,
+    problems: Vec<playbook::Diagnostic>,
+}
+
+#[allow(non_snake_case)]
+fn Fail(code: i32, message: String) -> Fail {
+    Fail { code, message, problems: Vec::new() }
+}
 
 type Res = Result<i32, Fail>;
 
@@ -33,11 +43,66 @@ fn usage(msg: impl Into<String>) -> Fail {
     Fail(EXIT_USAGE, msg.into())
 }
 
+/// How playbook problems are shown to people. `auto`: a snippet with a caret when stderr
+/// is a terminal, the one-line `file:line:col: message` form otherwise (CI logs, pipes,
+/// editors' problem matchers read one line per problem).
+fn snippets(cli: &Cli) -> Option<bool> {
+    let tty = std::io::stderr().is_terminal();
+    let on = match cli.global.error_format {
+        ErrorFormat::Snippet => true,
+        ErrorFormat::Short => false,
+        ErrorFormat::Auto => tty,
+    };
+    // Colours only on a terminal, and never under NO_COLOR (no-color.org).
+    on.then(|| tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
+}
+
+/// The problems of playbooks for people, each as a snippet (or a line), in file order.
+fn render_problems(cli: &Cli, problems: &[playbook::Diagnostic]) -> String {
+    let mut sources: std::collections::HashMap<&str, Option<String>> = std::collections::HashMap::new();
+    let mut out = String::new();
+    for d in problems {
+        let text = match snippets(cli) {
+            _ if d.line == 0 => d.message.clone(),
+            None => d.to_string(),
+            Some(color) => match sources.entry(&d.file).or_insert_with(|| std::fs::read_to_string(&d.file).ok()) {
+                Some(src) => format!("{}\n", d.snippet(src, color)),
+                None => d.to_string(),
+            },
+        };
+        out.push_str(&text);
+        out.push('\n');
+    }
+    let n = problems.len();
+    out.push_str(&format!("{n} problem{} found", if n == 1 { "" } else { "s" }));
+    out
+}
+
+/// The arguments asked for JSON output: then even a usage error clap finds is JSON.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+}
+
+/// An error as one JSON document on stdout, where a machine reading `--output json` looks.
+fn print_json_error(code: i32, message: &str, problems: &[playbook::Diagnostic]) {
+    let mut doc = serde_json::json!({ "ok": false, "error": { "exit_code": code, "message": message } });
+    if !problems.is_empty() {
+        doc["error"]["problems"] = serde_json::json!(problems);
+    }
+    println!("{doc}");
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            if code == EXIT_USAGE && json_requested() {
+                let text = e.render().to_string();
+                print_json_error(code, text.trim_end().trim_start_matches("error: "), &[]);
+                return code;
+            }
             let _ = e.print();
             return code;
         }
@@ -45,15 +110,15 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Validate { files } => validate(&cli, files),
         Command::Plan { file, inputs } => plan(&cli, file, inputs),
-        Command::Graph { file, format } => graph(file, *format),
+        Command::Graph { file, format } => graph(&cli, file, *format),
         Command::Exec(a) => exec_cmd(&cli, a),
         Command::Resume(a) => resume_cmd(&cli, a),
         Command::Runs => runs(&cli),
         Command::Show { run_id } => show(&cli, run_id),
         Command::Report { run_id, format } => report_cmd(&cli, run_id, *format),
-        Command::Diff { git, format, files } => diff(git.as_deref(), *format, files),
-        Command::RlsSnapshot { url, schemas } => rls_snapshot(url, schemas),
-        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(from, to),
+        Command::Diff { git, format, files } => diff(&cli, git.as_deref(), *format, files),
+        Command::RlsSnapshot { url, schemas } => rls_snapshot(&cli, url, schemas),
+        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(&cli, from, to),
         Command::Drill(a) => drill::drill_cmd(&cli, a),
         Command::Serve { listen } => serve(&cli, *listen),
         Command::Schema => {
@@ -63,9 +128,15 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(Fail(code, msg)) => {
-            if !msg.is_empty() {
-                eprintln!("error: {}", crate::template::redact::text(&msg));
+        Err(Fail { code, message, problems }) => {
+            // The one redactor sees every error text before it leaves the process.
+            let message = crate::template::redact::text(&message);
+            if cli.global.output == Output::Json {
+                print_json_error(code, &message, &problems);
+            } else if !problems.is_empty() {
+                eprintln!("{}", render_problems(&cli, &problems));
+            } else if !message.is_empty() {
+                eprintln!("error: {message}");
             }
             code
         }
@@ -97,28 +168,21 @@ fn team_store(url: &str) -> Result<crate::state::PgStore, Fail> {
         Err(_) => std::time::Duration::from_secs(30),
     };
     crate::state::PgStore::connect(url, ttl)
-        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", redact_url(url))))
-}
-
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
+        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", crate::steps::pg::strip_password(url))))
 }
 
 fn load(file: &Path) -> Result<Playbook, Fail> {
-    playbook::load(file).map_err(|e| match e {
+    playbook::load(file).map_err(load_fail)
+}
+
+fn load_fail(e: LoadError) -> Fail {
+    match e {
         LoadError::Io { .. } => usage(e.to_string()),
-        LoadError::Invalid(diags) => {
-            let n = diags.len();
-            let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            Fail(EXIT_USAGE, format!("{}\n{n} problem{} found", text.join("\n"), if n == 1 { "" } else { "s" }))
+        LoadError::Invalid(problems) => {
+            let n = problems.len();
+            Fail { code: EXIT_USAGE, message: format!("{n} problem{} found", if n == 1 { "" } else { "s" }), problems }
         }
-    })
+    }
 }
 
 fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
@@ -143,31 +207,30 @@ fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
             serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() })
         );
     } else {
-        for d in &all {
-            if d.line == 0 {
-                eprintln!("{}", d.message);
-            } else {
-                eprintln!("{d}");
-            }
+        if !all.is_empty() {
+            eprintln!("{}", render_problems(cli, &all));
         }
         for (f, n) in &ok_files {
             println!("{f}: ok ({n} steps)");
-        }
-        if !all.is_empty() {
-            eprintln!("{} problem{} found", all.len(), if all.len() == 1 { "" } else { "s" });
         }
     }
     Ok(if all.is_empty() { EXIT_OK } else { EXIT_USAGE })
 }
 
 fn parse_kv(items: &[String]) -> Result<Vec<(String, GivenValue)>, Fail> {
-    items
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), GivenValue::Text(v.to_owned()))),
-            _ => Err(usage(format!("`-i {kv}`: write inputs as key=value"))),
-        })
-        .collect()
+    let mut out: Vec<(String, GivenValue)> = Vec::with_capacity(items.len());
+    for kv in items {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(usage(format!("`-i {kv}`: write inputs as key=value")));
+        };
+        let k = k.trim();
+        // Taking the last of two values silently would run with the one not meant.
+        if out.iter().any(|(n, _)| n == k) {
+            return Err(usage(format!("input `{k}` is given twice with -i; give it once (a list takes `-i {k}=a,b`)")));
+        }
+        out.push((k.to_owned(), GivenValue::Text(v.to_owned())));
+    }
+    Ok(out)
 }
 
 fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
@@ -200,8 +263,30 @@ fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
     Ok(EXIT_OK)
 }
 
-fn graph(file: &Path, format: GraphFormat) -> Res {
+fn graph(cli: &Cli, file: &Path, format: GraphFormat) -> Res {
     let pb = load(file)?;
+    if cli.global.output == Output::Json {
+        // The graph as data: steps in run order (file order among equals), each with what
+        // it needs, and the levels that may run in parallel.
+        let steps: Vec<serde_json::Value> = pb
+            .dag
+            .topo()
+            .iter()
+            .map(|&i| {
+                let s = &pb.steps[i];
+                serde_json::json!({
+                    "id": s.id,
+                    "type": s.kind.name(),
+                    "needs": pb.dag.needs(i).iter().map(|&j| pb.steps[j].id.as_str()).collect::<Vec<_>>(),
+                    "trigger": s.trigger,
+                })
+            })
+            .collect();
+        let levels: Vec<Vec<&str>> =
+            pb.dag.levels().iter().map(|l| l.iter().map(|&i| pb.steps[i].id.as_str()).collect()).collect();
+        println!("{}", serde_json::json!({ "playbook": pb.name, "steps": steps, "levels": levels }));
+        return Ok(EXIT_OK);
+    }
     let ids: Vec<&str> = pb.steps.iter().map(|s| s.id.as_str()).collect();
     let label = |i: usize| {
         let s = &pb.steps[i];
@@ -287,7 +372,8 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         inputs: prepared.stored_inputs.clone(),
         dry_run: a.dry_run,
     };
-    if mode != Mode::Json {
+    // A dry run gets no run id on screen: there is no run to show or resume.
+    if mode != Mode::Json && !a.dry_run {
         println!("run {run_id}");
     }
     let store = store(cli)?;
@@ -366,7 +452,7 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
         Ok(_) => load(original)?,
         Err(_) => {
             eprintln!("warning: {} is gone; resuming with the copy saved with the run", meta.file);
-            playbook::load_str(&meta.file, saved, None).map_err(|e| usage(e.to_string()))?
+            playbook::load_str(&meta.file, saved, None).map_err(load_fail)?
         }
     };
     check_approvals(&pb, &a.approve)?;
@@ -484,7 +570,7 @@ fn show(cli: &Cli, run_id: &str) -> Res {
     Ok(EXIT_OK)
 }
 
-fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
+fn rls_snapshot(cli: &Cli, url: &str, schemas: &[String]) -> Res {
     let rt = runtime()?;
     let snap = rt
         .block_on(async {
@@ -497,11 +583,15 @@ fn rls_snapshot(url: &str, schemas: &[String]) -> Res {
             }
             other => Fail(EXIT_FAILED, other.to_string()),
         })?;
-    print!("{}", crate::steps::rls::to_yaml(&snap));
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&snap).unwrap_or_default());
+    } else {
+        print!("{}", crate::steps::rls::to_yaml(&snap));
+    }
     Ok(EXIT_OK)
 }
 
-fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
+fn diff(cli: &Cli, git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
     let (old, new) = match (git, files) {
         (Some(rev), [file]) => {
             let out = std::process::Command::new("git")
@@ -517,7 +607,7 @@ fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> 
             }
             let text = String::from_utf8(out.stdout).map_err(|_| usage("the file at that revision is not UTF-8"))?;
             let label = format!("{}@{rev}", file.display());
-            let old = playbook::load_str(&label, text, None).map_err(|e| usage(e.to_string()))?;
+            let old = playbook::load_str(&label, text, None).map_err(load_fail)?;
             (old, load(file)?)
         }
         (None, [a, b]) => (load(a)?, load(b)?),
@@ -525,6 +615,8 @@ fn diff(git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> 
         (None, _) => return Err(usage("give two files: runbook diff OLD.yaml NEW.yaml")),
     };
     let d = report::diff::diff(&old, &new);
+    // `--output json` asks for machine output whatever `--format` says.
+    let format = if cli.global.output == Output::Json { DiffFormat::Json } else { format };
     match format {
         DiffFormat::Text => print!("{}", report::diff::text(&d)),
         DiffFormat::Md => print!("{}", report::diff::markdown(&d, &new)),
@@ -539,6 +631,7 @@ fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
     // The playbook as run, for its objectives and severity.
     let pb = store.playbook_text(run_id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
     let r = report::incident::build(&state, pb.as_ref());
+    let format = if cli.global.output == Output::Json { ReportFormat::Json } else { format };
     match format {
         ReportFormat::Md => print!("{}", report::incident::markdown(&r)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
@@ -590,10 +683,14 @@ fn where_only(url: &str) -> String {
     }
 }
 
-fn migrate(from: &Path, to: &str) -> Res {
+fn migrate(cli: &Cli, from: &Path, to: &str) -> Res {
     let files = FileStore::new(from);
     let team = team_store(to)?;
     let (copied, skipped) = crate::state::migrate_from(&files, &team).map_err(state_fail)?;
+    if cli.global.output == Output::Json {
+        println!("{}", serde_json::json!({ "copied": copied, "skipped": skipped }));
+        return Ok(EXIT_OK);
+    }
     for id in &copied {
         println!("copied {id}");
     }

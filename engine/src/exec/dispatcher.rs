@@ -307,20 +307,29 @@ impl<'a> Dispatcher<'a> {
 
     async fn interrupted(mut self, mut tasks: JoinSet<TaskResult>) -> Result<(Outcome, RunState), StateError> {
         tasks.shutdown().await;
+        let mut stopped = Vec::new();
         for i in 0..self.status.len() {
             if self.status[i] == StepStatus::Running {
                 self.status[i] = StepStatus::Interrupted;
                 let step = self.pb.steps[i].id.clone();
+                if !self.pb.steps[i].idempotent {
+                    stopped.push(step.clone());
+                }
                 self.emit(EventKind::StepInterrupted { step }, false)?;
             }
         }
-        self.emit(
-            EventKind::RunFinished {
-                status: RunStatus::Interrupted,
-                message: Some(format!("interrupted; continue with `runbook resume {}`", self.run_id)),
-            },
-            true,
-        )?;
+        // We stopped these ourselves, so they are not running any more; but they may have
+        // done part of their work, and resume asks for the flag that says "checked".
+        let message = if stopped.is_empty() {
+            format!("interrupted; continue with `runbook resume {}`", self.run_id)
+        } else {
+            format!(
+                "interrupted; {} stopped mid-way and may have done part of the work: check, then continue with `runbook resume {} --rerun-interrupted`",
+                stopped.join(", "),
+                self.run_id
+            )
+        };
+        self.emit(EventKind::RunFinished { status: RunStatus::Interrupted, message: Some(message) }, true)?;
         Ok((Outcome::Interrupted, self.state))
     }
 

@@ -4,7 +4,7 @@ use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::inputs::{check_enum, check_value};
 use super::model::{Playbook, Retry, Step, When};
 use super::node::{Limits, Node, NodeKind, Pos, Seg, segs};
-use super::raw::{RawInput, RawObjectives, RawStep, WhenValue};
+use super::raw::{InputType, RawInput, RawObjectives, RawRetry, RawStep, WhenValue};
 use crate::graph::Dag;
 use crate::steps;
 use crate::template;
@@ -117,6 +117,24 @@ struct Parts {
 
 const TOP_KEYS: &[&str] =
     &["apiVersion", "name", "description", "severity", "objectives", "inputs", "vars", "secrets", "steps"];
+/// The keys of a step, as in [`RawStep`] (a unit test holds them together).
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "description",
+    "needs",
+    "with",
+    "when",
+    "trigger",
+    "retry",
+    "timeout",
+    "continue_on_error",
+    "idempotent",
+];
+/// The keys of `retry`, as in [`RawRetry`].
+const RETRY_KEYS: &[&str] = &["attempts", "delay", "backoff", "max_delay", "until"];
+/// The keys of an input declaration, as in [`RawInput`].
+const INPUT_KEYS: &[&str] = &["type", "required", "default", "secret", "description", "enum"];
 const RUN_FIELDS: &[&str] = &["id", "started_at", "playbook"];
 /// minijinja globals a template may call without declaring them.
 const GLOBALS: &[&str] = &[
@@ -267,7 +285,11 @@ impl Checker {
                 self.diags.error(key.pos, format!("invalid input name `{}`: use letters, digits and `_`", key.name));
             }
             let what = format!("input `{}`: ", key.name);
-            let Some(spec) = self.de::<RawInput>(decl, &what) else { continue };
+            let Some(spec) = self.input(decl, &what) else {
+                // Still declared: later templates that use it must not say "undeclared input".
+                out.insert(key.name.clone(), RawInput::placeholder());
+                continue;
+            };
             if let Some(d) = &spec.default
                 && let Err(e) = check_value(spec.kind, d).and_then(|v| check_enum(&key.name, &spec, &v))
             {
@@ -290,6 +312,33 @@ impl Checker {
             out.insert(key.name.clone(), spec);
         }
         out
+    }
+
+    /// One input declaration, field by field, so every problem in it is reported.
+    fn input(&mut self, decl: &Node, what: &str) -> Option<RawInput> {
+        let NodeKind::Map(entries) = &decl.kind else {
+            return self.de::<RawInput>(decl, what);
+        };
+        let mut ok = true;
+        for (key, _) in entries {
+            if !INPUT_KEYS.contains(&key.name.as_str()) {
+                ok = false;
+                let msg = match did_you_mean(&key.name, INPUT_KEYS.iter().copied()) {
+                    Some(s) => format!("{what}unknown key `{}` (did you mean `{s}`?)", key.name),
+                    None => format!("{what}unknown key `{}`", key.name),
+                };
+                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", INPUT_KEYS.join(", ")));
+            }
+        }
+        let spec = RawInput {
+            kind: self.field(decl, "type", what, &mut ok).unwrap_or(InputType::String),
+            required: self.field(decl, "required", what, &mut ok).unwrap_or_default(),
+            default: self.field::<Option<Value>>(decl, "default", what, &mut ok).flatten(),
+            secret: self.field(decl, "secret", what, &mut ok).unwrap_or_default(),
+            description: self.field(decl, "description", what, &mut ok),
+            allowed: self.field(decl, "enum", what, &mut ok),
+        };
+        ok.then_some(spec)
     }
 
     fn secrets(&mut self, node: Option<&Node>) -> Vec<String> {
@@ -414,12 +463,14 @@ impl Checker {
                 Some(n) => format!("step `{}`: ", scalar_text(n)),
                 None => format!("step #{}: ", i + 1),
             };
-            let Some(raw) = self.de::<RawStep>(item, &label) else {
-                continue;
-            };
+            // Field by field, so a bad field does not hide the step's other problems or
+            // make its dependents' references look wrong.
+            let (raw, fields_ok) = self.raw_step(item, &label);
             needs_all[i] = raw.needs.iter().filter_map(|n| index.get(n).copied()).filter(|&j| j != i).collect();
             needs_all[i].dedup();
-            if let Some(step) = self.step(i, item, raw, &label, &index, &ids, pending) {
+            if let Some(step) = self.step(i, item, raw, &label, &index, &ids, pending)
+                && fields_ok
+            {
                 steps.push(step);
             }
         }
@@ -441,6 +492,113 @@ impl Checker {
         }
     }
 
+    /// One field of a mapping, deserialized on its own; a problem is reported at the field.
+    fn field<T: DeserializeOwned>(&mut self, map: &Node, key: &str, label: &str, ok: &mut bool) -> Option<T> {
+        self.field_in(map, &[key], label, ok)
+    }
+
+    /// A value at `keys` under `map` (`retry.backoff`), deserialized on its own; a problem
+    /// is reported at it, named by its whole path.
+    fn field_in<T: DeserializeOwned>(&mut self, map: &Node, keys: &[&str], label: &str, ok: &mut bool) -> Option<T> {
+        let node = keys.iter().try_fold(map, |n, k| n.get(k))?;
+        match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                *ok = false;
+                let mut path: Vec<Seg> = keys.iter().map(|k| Seg::Key((*k).to_owned())).collect();
+                path.extend(segs(err.path()));
+                let message = err.into_inner().to_string();
+                let (pos, message, hint) = describe_at(map, path, &message, label, "key", "allowed keys");
+                self.diags.error(pos, message).hint = hint;
+                None
+            }
+        }
+    }
+
+    /// A step's keys, each checked on its own: every problem of the step is reported, and
+    /// the fields that are fine still take part in the later checks.
+    fn raw_step(&mut self, item: &Node, label: &str) -> (RawStep, bool) {
+        let mut ok = true;
+        if let NodeKind::Map(entries) = &item.kind {
+            for (key, _) in entries {
+                if !STEP_KEYS.contains(&key.name.as_str()) {
+                    ok = false;
+                    let msg = match did_you_mean(&key.name, STEP_KEYS.iter().copied()) {
+                        Some(s) => format!("{label}unknown key `{}` (did you mean `{s}`?)", key.name),
+                        None => format!("{label}unknown key `{}`", key.name),
+                    };
+                    self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", STEP_KEYS.join(", ")));
+                }
+            }
+        }
+        for required in ["id", "type"] {
+            if item.get(required).is_none() {
+                ok = false;
+                self.diags.error(item.pos, format!("{label}missing field `{required}`"));
+            }
+        }
+        let when = match item.get("when") {
+            None => None,
+            Some(n) => match &n.kind {
+                NodeKind::Null => None,
+                NodeKind::Bool(b) => Some(WhenValue::Bool(*b)),
+                NodeKind::Str(s) => Some(WhenValue::Expr(s.clone())),
+                _ => {
+                    ok = false;
+                    self.diags.error(n.pos, format!("{label}`when`: expected an expression or true/false")).hint =
+                        Some("e.g. `when: \"inputs.region == 'eu'\"` or `when: false`".into());
+                    None
+                }
+            },
+        };
+        let raw = RawStep {
+            id: self.field(item, "id", label, &mut ok).unwrap_or_default(),
+            kind: self.field(item, "type", label, &mut ok).unwrap_or_default(),
+            description: self.field(item, "description", label, &mut ok),
+            needs: self.field(item, "needs", label, &mut ok).unwrap_or_default(),
+            params: self.field::<Option<IndexMap<String, Value>>>(item, "with", label, &mut ok).flatten(),
+            when,
+            trigger: self.field(item, "trigger", label, &mut ok),
+            retry: self.retry(item, label, &mut ok),
+            timeout: self.field(item, "timeout", label, &mut ok),
+            continue_on_error: self.field(item, "continue_on_error", label, &mut ok),
+            idempotent: self.field(item, "idempotent", label, &mut ok),
+        };
+        (raw, ok)
+    }
+
+    /// `retry:` key by key, like the step around it.
+    fn retry(&mut self, item: &Node, label: &str, ok: &mut bool) -> Option<RawRetry> {
+        let node = item.get("retry")?;
+        let NodeKind::Map(entries) = &node.kind else {
+            return self.field(item, "retry", label, ok);
+        };
+        for (key, _) in entries {
+            if !RETRY_KEYS.contains(&key.name.as_str()) {
+                *ok = false;
+                let msg = match did_you_mean(&key.name, RETRY_KEYS.iter().copied()) {
+                    Some(s) => format!("{label}`retry`: unknown key `{}` (did you mean `{s}`?)", key.name),
+                    None => format!("{label}`retry`: unknown key `{}`", key.name),
+                };
+                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", RETRY_KEYS.join(", ")));
+            }
+        }
+        let attempts = self.field_in::<u32>(item, &["retry", "attempts"], label, ok);
+        if node.get("attempts").is_none() {
+            *ok = false;
+            self.diags.error(node.pos, format!("{label}`retry`: missing field `attempts`")).hint =
+                Some("`attempts` counts the first try too: `retry: { attempts: 3, delay: 10s }`".into());
+        }
+        let retry = RawRetry {
+            attempts: attempts.unwrap_or(1),
+            delay: self.field_in(item, &["retry", "delay"], label, ok),
+            backoff: self.field_in(item, &["retry", "backoff"], label, ok).unwrap_or_default(),
+            max_delay: self.field_in(item, &["retry", "max_delay"], label, ok),
+            until: self.field_in(item, &["retry", "until"], label, ok),
+        };
+        Some(retry)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
@@ -456,6 +614,11 @@ impl Checker {
         let type_pos = node.get("type").map_or(node.pos, |n| n.pos);
         let kind = match steps::lookup(&raw.kind) {
             Some(k) => Some(k),
+            // Missing or not text: already reported.
+            None if node.get("type").is_none_or(|t| t.as_str().is_none()) => {
+                ok = false;
+                None
+            }
             None => {
                 ok = false;
                 let msg = match did_you_mean(&raw.kind, steps::known_names()) {
@@ -503,26 +666,27 @@ impl Checker {
             self.templates_in(with_node, Scope::Step(i), pending);
         }
         let mut kind_idempotent = false;
-        if let Some(kind) = kind {
-            match kind.check(&params) {
-                Ok(idem) => kind_idempotent = idem,
-                Err(e) => {
-                    ok = false;
-                    let (pos, message, hint) = match node.get("with") {
-                        Some(_) => {
-                            let mut path = vec![Seg::Key("with".into())];
-                            path.extend(e.path);
-                            let takes = format!("`{}` takes", kind.name());
-                            describe_at(node, path, &e.message, label, "parameter", &takes)
-                        }
-                        None => (
-                            node.entry("type").map_or(node.pos, |(k, _)| k.pos),
-                            format!("{label}`with`: {}", tidy_serde(&e.message)),
-                            None,
-                        ),
-                    };
-                    self.diags.error(pos, message).hint = hint;
-                }
+        // A `with` that is not a mapping is reported already; checking `{}` would add noise.
+        let with_ok = node.get("with").is_none_or(|w| matches!(w.kind, NodeKind::Map(_) | NodeKind::Null));
+        if let Some(kind) = kind.filter(|_| with_ok) {
+            let (idem, errors) = param_errors(kind, &params);
+            kind_idempotent = idem;
+            for e in errors {
+                ok = false;
+                let (pos, message, hint) = match node.get("with") {
+                    Some(_) => {
+                        let mut path = vec![Seg::Key("with".into())];
+                        path.extend(e.path);
+                        let takes = format!("`{}` takes", kind.name());
+                        describe_at(node, path, &e.message, label, "parameter", &takes)
+                    }
+                    None => (
+                        node.entry("type").map_or(node.pos, |(k, _)| k.pos),
+                        format!("{label}`with`: {}", tidy_serde(&e.message)),
+                        None,
+                    ),
+                };
+                self.diags.error(pos, message).hint = hint;
             }
         }
         let when = match &raw.when {
@@ -722,6 +886,45 @@ impl Checker {
     }
 }
 
+/// Every problem of a step's parameters, not only the first: serde stops at the first bad
+/// value, so the parameter it names is taken away and the rest checked again. What that
+/// removal causes itself (the parameter now missing, a rule about the whole set) is not
+/// reported. Returns the type's idempotence when all is well.
+fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>) {
+    let mut trial = params.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    // Bounded: each round takes one parameter away.
+    for _ in 0..=params.as_object().map_or(0, |m| m.len()) {
+        let e = match kind.check(&trial) {
+            Ok(idem) => return (idem, errors),
+            Err(e) => e,
+        };
+        let first = match e.path.first() {
+            Some(Seg::Key(k)) if trial.get(k).is_some() => Some(k.clone()),
+            _ => None,
+        };
+        match first {
+            Some(k) => {
+                errors.push(e);
+                if let Some(map) = trial.as_object_mut() {
+                    map.remove(&k);
+                }
+                removed.push(k);
+            }
+            None => {
+                // A missing parameter or a rule about the whole set: real only if we have
+                // taken nothing away.
+                if removed.is_empty() {
+                    errors.push(e);
+                }
+                break;
+            }
+        }
+    }
+    (false, errors)
+}
+
 fn known_list() -> String {
     steps::known_names().collect::<Vec<_>>().join(", ")
 }
@@ -739,6 +942,19 @@ pub(crate) fn describe_at(
     let Some((field, expected)) = unknown_field(message) else {
         let (_, pos) = node.locate(&path);
         let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path_text(&path)) };
+        // An enum value: suggest the closest allowed one, as for keys.
+        if let Some((value, allowed)) = unknown_variant(message) {
+            // Short names (`int`, `bool`) are too far by edit distance from a longer
+            // spelling (`integr`, `boolean`): a name the value starts with also counts.
+            let close = did_you_mean(&value, allowed.iter().map(String::as_str)).or_else(|| {
+                allowed.iter().map(String::as_str).find(|a| a.len() >= 3 && value.to_ascii_lowercase().starts_with(a))
+            });
+            let message = match close {
+                Some(s) => format!("{what}{at}unknown value `{value}` (did you mean `{s}`?)"),
+                None => format!("{what}{at}unknown value `{value}`"),
+            };
+            return (pos, message, Some(format!("allowed values: {}", allowed.join(", "))));
+        }
         return (pos, format!("{what}{at}{}", tidy_serde(message)), None);
     };
     // serde_path_to_error ends the path with the stray key itself.
@@ -797,15 +1013,80 @@ fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     Some((field, expected))
 }
 
-/// serde's wording, lightly tidied for SREs.
+/// Parses serde's "unknown variant `x`, expected one of `a`, `b`" (or "expected `a`").
+fn unknown_variant(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown variant `")?;
+    let end = rest.find('`')?;
+    let value = rest[..end].to_owned();
+    let expected = rest[end..].split('`').skip(2).step_by(2).map(str::to_owned).collect();
+    Some((value, expected))
+}
+
+/// serde's wording in words an SRE uses: no Rust type names (`u32`, `WhenValue`).
 fn tidy_serde(msg: &str) -> String {
-    msg.replace("invalid type: ", "wrong type: ")
-        .replace("data did not match any variant of untagged enum ", "value does not fit ")
+    // Untagged enums say only "did not match any variant of untagged enum X": say what fits.
+    const UNTAGGED: &[(&str, &str)] = &[
+        ("RpoValue", "expected a duration such as `15m` or a text such as `point-in-time`"),
+        ("StatusSet", "expected an HTTP status code such as `200` or a list of them such as `[200, 204]`"),
+        ("WhenValue", "expected an expression or true/false"),
+    ];
+    if let Some(name) = msg.strip_prefix("data did not match any variant of untagged enum ") {
+        let name = name.split_whitespace().next().unwrap_or_default();
+        if let Some((_, say)) = UNTAGGED.iter().find(|(n, _)| *n == name) {
+            return (*say).to_owned();
+        }
+        return "the value has none of the accepted shapes".to_owned();
+    }
+    let mut out = msg.replace("invalid type: ", "wrong type: ").replace("invalid value: ", "wrong value: ");
+    for (rust, words) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+        ("expected a boolean", "expected true or false"),
+        ("integer `", "number `"),
+        ("floating point `", "number `"),
+        ("sequence,", "list,"),
+        (", expected", "; expected"),
+        ("expected string or map", "expected one of the allowed values"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    // "expected struct RawRetry" / "expected enum Method": the Rust name means nothing here.
+    for (rust, words) in
+        [("expected struct ", "expected a mapping"), ("expected enum ", "expected one of the allowed values")]
+    {
+        if let Some(at) = out.find(rust) {
+            let end = out[at + rust.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(out.len(), |e| at + rust.len() + e);
+            out.replace_range(at..end, words);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key lists checked by hand are the serde structs' fields, no more, no less.
+    #[test]
+    fn key_lists_match_the_raw_types() {
+        let schema = crate::playbook::schema::schema();
+        let defs = &schema["definitions"];
+        for (def, keys) in [("RawStep", STEP_KEYS), ("RawInput", INPUT_KEYS), ("RawRetry", RETRY_KEYS)] {
+            let props: Vec<&str> = defs[def]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(props, keys, "{def}");
+        }
+    }
 
     #[test]
     fn unknown_field_parse() {

@@ -34,6 +34,58 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The problem as rustc shows one: the source line with a caret under the token,
+    /// rendered by annotate-snippets (rustc's own renderer). `source` is the file's text;
+    /// a position outside it (an I/O error, a file changed since) falls back to
+    /// [`Display`](fmt::Display)'s one line.
+    pub fn snippet(&self, source: &str, color: bool) -> String {
+        use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+        let Some(span) = token_span(source, self.line, self.col) else { return self.to_string() };
+        let mut group = Level::ERROR
+            .primary_title(self.message.as_str())
+            .element(Snippet::source(source).path(self.file.as_str()).annotation(AnnotationKind::Primary.span(span)));
+        if let Some(hint) = &self.hint {
+            group = group.element(Level::HELP.message(hint.as_str()));
+        }
+        let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+        renderer.render(&[group])
+    }
+}
+
+/// The byte range of the token at 1-based `line`:`col` (col counts characters): a quoted
+/// scalar to its closing quote, a plain one to the next space, `,`, `]`, `}`, `#` or `: `.
+fn token_span(source: &str, line: u64, col: u64) -> Option<std::ops::Range<usize>> {
+    if line == 0 || col == 0 {
+        return None;
+    }
+    let mut start_of_line = 0;
+    for _ in 1..line {
+        start_of_line += source[start_of_line..].find('\n')? + 1;
+    }
+    let text = &source[start_of_line..];
+    let text = &text[..text.find('\n').unwrap_or(text.len())];
+    let start = match text.char_indices().nth(col as usize - 1) {
+        Some((i, _)) => i,
+        // Just past the end of the line (a missing value): point there.
+        None if text.chars().count() + 1 == col as usize => text.len(),
+        None => return None,
+    };
+    let rest = &text[start..];
+    let len = match rest.chars().next() {
+        None => 0,
+        Some(q @ ('"' | '\'')) => rest[1..].find(q).map_or(rest.len(), |i| i + 2),
+        Some(_) => rest
+            .char_indices()
+            .find(|&(i, c)| {
+                i > 0 && (c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#') || rest[i..].starts_with(": "))
+            })
+            .map_or(rest.len(), |(i, _)| i),
+    };
+    let len = if rest.ends_with(':') && len == rest.len() && len > 1 { len - 1 } else { len };
+    Some(start_of_line + start..start_of_line + start + len)
+}
+
 /// Collects problems for one file; sorted by position when finished.
 #[derive(Debug)]
 pub struct Diagnostics {
@@ -106,5 +158,28 @@ mod dym_tests {
         assert_eq!(did_you_mean(&long, [long.as_str()]), None);
         // A candidate far longer than the name is not compared (and could not pass).
         assert_eq!(did_you_mean("abc", ["abcdefghijkl"]), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_puts_a_caret_under_the_token() {
+        let src = "steps:\n  - id: a\n    type: shel\n";
+        let d = Diagnostic::new("p.yaml", Pos { line: 3, col: 11 }, "unknown step type `shel`")
+            .with_hint("known types: shell, sql");
+        assert_eq!(
+            d.snippet(src, false),
+            "error: unknown step type `shel`\n --> p.yaml:3:11\n  |\n3 |     type: shel\n  |           ^^^^\n  |\n  = help: known types: shell, sql"
+        );
+        // A key ending in `:` is underlined without the colon; quoted text to its quote.
+        assert_eq!(token_span("  need: [b]\n", 1, 3), Some(2..6));
+        assert_eq!(token_span("a: \"x y\" # c\n", 1, 4), Some(3..8));
+        assert_eq!(token_span("a:\n", 1, 3), Some(2..2));
+        // Out of the file: the one-line form.
+        let far = Diagnostic::new("p.yaml", Pos { line: 9, col: 1 }, "m");
+        assert_eq!(far.snippet(src, false), "p.yaml:9:1: m");
     }
 }

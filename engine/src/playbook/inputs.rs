@@ -67,6 +67,10 @@ pub fn parse_cli_value(kind: InputType, text: &str) -> Result<Value, String> {
         InputType::List => match serde_json::from_str::<Value>(text) {
             Ok(v @ Value::Array(_)) => v,
             _ if text.trim().is_empty() => Value::Array(Vec::new()),
+            // Meant as JSON but broken (`[1,2`): splitting it on commas would hide the typo.
+            Err(e) if text.trim_start().starts_with('[') => {
+                return Err(format!("`{text}` is not a JSON list ({e}); write e.g. `[1, 2]` or `a,b,c`"));
+            }
             _ => Value::Array(text.split(',').map(|s| Value::String(s.trim().to_owned())).collect()),
         },
         InputType::Map => serde_json::from_str::<Value>(text)
@@ -76,10 +80,12 @@ pub fn parse_cli_value(kind: InputType, text: &str) -> Result<Value, String> {
     check_value(kind, &v)
 }
 
+/// `true` or `false` only, as in the playbook itself (YAML 1.2 core schema): `yes`, `on`
+/// or `1` are refused rather than guessed, so that `-i force=no` cannot surprise anyone.
 fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "y" | "1" | "on" => Some(true),
-        "false" | "no" | "n" | "0" | "off" => Some(false),
+        "true" => Some(true),
+        "false" => Some(false),
         _ => None,
     }
 }

@@ -22,14 +22,17 @@ pub struct RawPlaybook {
     /// Lowercase letters, digits and dashes.
     #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
     pub name: String,
+    /// What the playbook is for and when to use it, for the people who will run it.
     #[serde(default)]
     pub description: Option<String>,
     /// `S1`..`S4`, free text allowed after it (`S1 full outage`).
     #[serde(default)]
     #[schemars(regex(pattern = r"^S[1-4]\b"))]
     pub severity: Option<String>,
+    /// The recovery objectives (RTO, RPO) the run and its report are measured against.
     #[serde(default)]
     pub objectives: Option<RawObjectives>,
+    /// Values given at run time (`-i name=value` or `RUNBOOK_INPUT_NAME`), by name.
     #[serde(default)]
     pub inputs: IndexMap<String, RawInput>,
     /// Rendered once, in order, at run start; may use inputs, env, run and earlier vars.
@@ -38,7 +41,9 @@ pub struct RawPlaybook {
     /// Names of environment variables whose values are redacted everywhere.
     #[serde(default)]
     pub secrets: Vec<String>,
-    #[schemars(with = "Vec<RawStep>")]
+    /// The steps, at least one. They run as a DAG: each starts once its `needs` have
+    /// finished, independent ones in parallel.
+    #[schemars(with = "Vec<RawStep>", length(min = 1))]
     pub steps: Vec<Value>,
 }
 
@@ -97,20 +102,40 @@ impl InputType {
 #[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawInput {
+    /// How the value given with `-i` is parsed and checked (default `string`).
     #[serde(rename = "type", default = "default_input_type")]
     pub kind: InputType,
+    /// A run refuses to start without it (unless it has a default).
     #[serde(default)]
     pub required: bool,
+    /// The value when none is given; must fit `type` and `enum`. Not allowed on a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("description" = "The value when none is given; must fit `type` and `enum`. Not allowed on a secret."))]
     pub default: Option<Value>,
     /// Never stored, redacted in every output; `resume` asks for it again.
     #[serde(default)]
     pub secret: bool,
+    /// Shown in errors about the input, for whoever runs the playbook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The allowed values.
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
     pub allowed: Option<Vec<Value>>,
+}
+
+impl RawInput {
+    /// Stands for a declaration that did not check out, so that templates using the input
+    /// do not also report it as undeclared.
+    pub fn placeholder() -> Self {
+        RawInput {
+            kind: InputType::String,
+            required: false,
+            default: None,
+            secret: false,
+            description: None,
+            allowed: None,
+        }
+    }
 }
 
 fn default_input_type() -> InputType {
@@ -145,10 +170,14 @@ pub struct RawRetry {
     /// Total number of attempts, the first included (at least 1).
     #[schemars(range(min = 1))]
     pub attempts: u32,
+    /// The wait before the second attempt (default 0s).
     #[serde(default)]
     pub delay: Option<Dur>,
+    /// How the wait grows: `fixed` (default), `linear` (delay × attempt) or `exponential`
+    /// (delay × 2^(attempt-1)).
     #[serde(default)]
     pub backoff: Backoff,
+    /// The longest wait between attempts, whatever the backoff.
     #[serde(default)]
     pub max_delay: Option<Dur>,
     /// Expression over the step's own `outputs`; the step repeats until it is true.
@@ -173,23 +202,30 @@ pub struct RawStep {
     /// The step type; see `runbook schema` or docs/steps.md for the list.
     #[serde(rename = "type")]
     pub kind: String,
+    /// What the step does and why, shown in plans and reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Steps that must finish before this one.
+    /// Steps that must finish before this one (each once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("uniqueItems" = true))]
     pub needs: Vec<String>,
     /// The step type's parameters; strings may be minijinja templates.
     #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
     pub params: Option<IndexMap<String, Value>>,
+    /// Run only if this expression (no `{{ }}`) is true; otherwise the step is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenValue>,
+    /// When the step runs, given how its needs ended: `success` (default), `failure`, `always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// Try again after a failure (or until `until` holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
-    /// Bound on each attempt.
+    /// Bound on each attempt (more than 0s); the attempt is stopped when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// A failure of this step does not fail the run: it ends `failed`, and steps that need
+    /// it run as if it had succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continue_on_error: Option<bool>,
     /// Overrides the step type's default.

@@ -25,6 +25,8 @@ pub struct LiveReporter {
     started: HashMap<String, Instant>,
     out: std::io::BufWriter<std::io::Stdout>,
     total: u64,
+    /// A dry run ran nothing and keeps nothing: its end must not read like a run's.
+    dry_run: bool,
 }
 
 impl LiveReporter {
@@ -41,6 +43,7 @@ impl LiveReporter {
             started: HashMap::new(),
             out: std::io::BufWriter::new(std::io::stdout()),
             total: total_steps as u64,
+            dry_run: false,
         }
     }
 
@@ -103,6 +106,7 @@ impl Sink for LiveReporter {
         }
         match &ev.kind {
             EventKind::RunStarted { playbook, steps, dry_run, .. } => {
+                self.dry_run = *dry_run;
                 let dry = if *dry_run { " (dry run: nothing is changed)" } else { "" };
                 self.line(&format!("playbook {playbook}: {} steps{dry}", steps.len()));
             }
@@ -175,7 +179,11 @@ impl Sink for LiveReporter {
             EventKind::Warning { message } => self.line(&format!("warning: {message}")),
             EventKind::RunFinished { status, message } => {
                 self.finish();
-                let mut t = format!("run {} {}", ev.run_id, status.as_str());
+                let mut t = if self.dry_run {
+                    "dry run done: nothing was run and nothing was kept".to_owned()
+                } else {
+                    format!("run {} {}", ev.run_id, status.as_str())
+                };
                 if let Some(m) = message {
                     t.push_str(&format!(": {m}"));
                 }

@@ -39,6 +39,7 @@ pub struct CheckParams {
     /// `indicator` is then that component's. Its name as the page shows it (any case).
     #[serde(default)]
     pub component: Option<String>,
+    /// HTTP endpoints to probe, each with its expected status, latency and JSON fields.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
     /// `none`: only report; `degraded`: fail when the page's indicator is not `none` or an
@@ -67,11 +68,14 @@ pub enum FailOn {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
+    /// A name for the endpoint in outputs and messages.
     pub name: String,
+    /// The URL to GET.
     pub url: String,
     /// Default 200.
     #[serde(default = "default_status")]
     pub expect_status: u16,
+    /// Slower than this many milliseconds counts as not ok.
     #[serde(default)]
     pub max_latency_ms: Option<u64>,
     /// JSON fields that must equal, by dotted path: `{ status: ok, "checks.db": up }`.

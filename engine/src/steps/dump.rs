@@ -28,6 +28,7 @@ pub struct PgDump;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DumpParams {
+    /// The database to dump: `postgresql://user@host:port/db` (the password may come from PGPASSWORD).
     pub url: String,
     /// A file, or a folder (ending in `/` or existing) for `backup-YYYYMMDD-HHMMSS.sql|dump`
     /// (`schema-...` with `schema_only`), or `s3://bucket/prefix/` to stream the dump to
@@ -36,8 +37,10 @@ pub struct DumpParams {
     /// With an `s3://` destination: the store (`endpoint`, `region`).
     #[serde(default)]
     pub s3: Option<super::s3::Store>,
+    /// Dump the schema only, no data.
     #[serde(default)]
     pub schema_only: bool,
+    /// `plain` (SQL text) or `custom` (pg_dump -Fc, for pg-restore).
     #[serde(default)]
     pub format: DumpFormat,
     /// Only these tables (`schema.table`).

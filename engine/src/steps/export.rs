@@ -32,14 +32,18 @@ pub struct ExportSecrets;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
+    /// The Infisical base URL (default https://app.infisical.com).
     #[serde(default = "default_api")]
     pub api_url: String,
     /// Machine identity (universal auth), from secrets; it needs read access to the secrets.
     pub client_id: String,
+    /// The machine identity's client secret (from a secret).
     pub client_secret: String,
+    /// The Infisical project (workspace) id.
     pub project_id: String,
     /// `dev`, `staging`, `prod`, ...
     pub environment: String,
+    /// The folder to export (default `/`).
     #[serde(default = "default_path")]
     pub secret_path: String,
     /// Also the folders below `secret_path`.
@@ -54,6 +58,7 @@ pub struct ExportParams {
     /// The S3-compatible endpoint for an `s3://` target (AWS when absent).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The region of the S3-compatible store (default `auto`, as R2 wants).
     #[serde(default = "default_region")]
     pub region: String,
 }

@@ -57,10 +57,14 @@ impl StatusSet {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParams {
+    /// The HTTP method (default GET).
     #[serde(default)]
     pub method: Method,
+    /// The URL to call (http or https).
     pub url: String,
+    /// Request headers; numbers and booleans are sent as text.
     #[serde(default, deserialize_with = "super::support::lenient::map")]
+    #[schemars(with = "IndexMap<String, super::support::lenient::Text>")]
     pub headers: IndexMap<String, String>,
     /// A raw request body.
     #[serde(default)]

@@ -61,6 +61,7 @@ fn default_user() -> String {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SupabasePitr {
+    /// The Supabase project reference (the subdomain of its URL).
     pub project_ref: String,
     /// RFC 3339: the moment to restore to (needs the PITR add-on). Give this or `from`.
     #[serde(default)]
@@ -71,6 +72,7 @@ pub struct SupabasePitr {
     pub from: Option<String>,
     /// A Supabase personal access token (from a secret).
     pub token: String,
+    /// The Supabase Management API base URL (default https://api.supabase.com).
     #[serde(default = "default_supabase_api")]
     pub api_url: String,
     /// How often to ask whether the restore has finished.

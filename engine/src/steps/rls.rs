@@ -24,6 +24,7 @@ pub struct VerifyRls;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RlsParams {
+    /// The database to inspect: `postgresql://...`.
     pub url: String,
     /// Schemas whose tables are checked (default: `public`).
     #[serde(default)]

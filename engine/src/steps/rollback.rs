@@ -34,9 +34,11 @@ pub enum Provider {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackParams {
+    /// The hosting provider; `vercel` today.
     pub provider: Provider,
     /// Project id or name.
     pub project: String,
+    /// The Vercel team that owns the project, if not a personal account.
     #[serde(default)]
     pub team_id: Option<String>,
     /// A Vercel token (from a secret).
@@ -50,8 +52,10 @@ pub struct RollbackParams {
     /// - `before:2026-11-27T08:00:00Z`: the newest candidate created before that time.
     #[serde(default = "default_to")]
     pub to: String,
+    /// The Vercel API base URL (default https://api.vercel.com).
     #[serde(default = "default_api")]
     pub api_url: String,
+    /// How often to ask whether the rolled-back deployment serves.
     #[serde(default = "default_poll")]
     pub poll_interval: Dur,
     /// How long to wait for Vercel to finish the rollback before failing.

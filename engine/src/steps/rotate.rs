@@ -25,14 +25,18 @@ pub struct RotateSecret;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateParams {
+    /// The Infisical base URL (default https://app.infisical.com).
     #[serde(default = "default_api")]
     pub api_url: String,
     /// Machine identity (universal auth), from secrets.
     pub client_id: String,
+    /// The machine identity's client secret (from a secret).
     pub client_secret: String,
+    /// The Infisical project (workspace) id.
     pub project_id: String,
     /// `dev`, `staging`, `prod`, ...
     pub environment: String,
+    /// The folder of the secret (default `/`).
     #[serde(default = "default_path")]
     pub secret_path: String,
     /// The secret's name (key).

@@ -97,6 +97,7 @@ pub struct S3Versioning;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersioningParams {
+    /// The bucket to inspect.
     pub bucket: String,
     #[serde(flatten)]
     pub store: Store,
@@ -136,7 +137,9 @@ impl TypedStep for S3Versioning {
 #[derive(Debug, Deserialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
+    /// The bucket name.
     pub bucket: String,
+    /// Only keys under this prefix (default: the whole bucket).
     #[serde(default)]
     pub prefix: String,
 }
@@ -146,7 +149,9 @@ pub struct S3Copy;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopyParams {
+    /// Where to copy from: `bucket` and optional `prefix`.
     pub source: Location,
+    /// Where to copy to: `bucket` and optional `prefix`.
     pub target: Location,
     #[serde(flatten)]
     pub store: Store,
@@ -285,7 +290,9 @@ pub struct S3RestoreVersions;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreVersionsParams {
+    /// The bucket whose objects are put back.
     pub bucket: String,
+    /// Only keys under this prefix (default: the whole bucket).
     #[serde(default)]
     pub prefix: String,
     /// RFC 3339: put each object back to its version at this time (versioned buckets).

@@ -25,16 +25,19 @@ pub enum StdoutMode {
 pub struct ShellParams {
     /// The program and its arguments; no shell is involved.
     #[serde(default, deserialize_with = "super::support::lenient::opt_vec")]
+    #[schemars(with = "Option<Vec<super::support::lenient::Text>>")]
     pub command: Option<Vec<String>>,
     /// A script for `sh -c` (pipes, redirections).
     #[serde(default)]
     pub script: Option<String>,
     /// Extra environment variables.
     #[serde(default, deserialize_with = "super::support::lenient::map")]
+    #[schemars(with = "IndexMap<String, super::support::lenient::Text>")]
     pub env: IndexMap<String, String>,
     /// Working directory, relative to where `runbook` runs.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// `text` (default) or `json`: also parse stdout as JSON into `outputs.json`.
     #[serde(default)]
     pub stdout: StdoutMode,
     /// Exit codes that count as success.

@@ -19,8 +19,10 @@ pub struct SqlParams {
     /// One statement with `$1`, `$2` placeholders; without params, several statements
     /// separated by `;` are run as one script (values of the last result come back as text).
     pub query: String,
+    /// Values for `$1`, `$2`, … in the query, sent as bind parameters (never spliced into the SQL).
     #[serde(default)]
     pub params: Vec<Value>,
+    /// What the result must be (`row_count`, `rows`); otherwise the step fails.
     #[serde(default)]
     pub expect: Option<Expect>,
     /// A database this query must never run on (production, the source of a restore): the

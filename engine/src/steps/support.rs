@@ -209,6 +209,22 @@ pub mod lenient {
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
 
+    /// What the schema says of such a parameter: text, a number or a boolean, as the
+    /// deserializers below accept (editors must not flag `command: [sleep, 5]`).
+    pub struct Text;
+
+    impl schemars::JsonSchema for Text {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> std::borrow::Cow<'static, str> {
+            "Text".into()
+        }
+        fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            schemars::json_schema!({ "type": ["string", "number", "boolean"] })
+        }
+    }
+
     fn text<E: serde::de::Error>(v: Value) -> Result<String, E> {
         match v {
             Value::String(s) => Ok(s),

@@ -24,9 +24,19 @@ pub fn env() -> &'static Environment<'static> {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Bounds runaway loops such as `range(10**9)` in a playbook.
         env.set_fuel(Some(1_000_000));
+        // `none` printed into text would become the word "none" in a command line or a
+        // URL (an optional input left out): refuse, as for an undefined value.
+        env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                return Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, NONE_IN_TEXT));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         env
     })
 }
+
+const NONE_IN_TEXT: &str = "cannot put none into text";
 
 /// Whether a string needs rendering at all (most do not; skipping them keeps runs fast).
 pub fn is_template(s: &str) -> bool {
@@ -130,10 +140,33 @@ pub fn render_str(src: &str, ctx: &JValue) -> Result<Value, TemplateError> {
         }
         return to_json(&v);
     }
-    env()
-        .render_str(src, ctx.clone())
-        .map(Value::String)
-        .map_err(|e| TemplateError { message: describe_eval(&e, src, false, ctx) })
+    env().render_str(src, ctx.clone()).map(Value::String).map_err(|e| {
+        let mut message = describe_eval(&e, src, false, ctx);
+        if e.detail() == Some(NONE_IN_TEXT) {
+            message = none_in_text(src, ctx).unwrap_or(message);
+        }
+        TemplateError { message }
+    })
+}
+
+/// Names the optional inputs without a value that a template prints, and what to do.
+fn none_in_text(src: &str, ctx: &JValue) -> Option<String> {
+    let inputs = ctx.get_attr("inputs").ok()?;
+    let mut names: Vec<String> = template_references(src)
+        .ok()?
+        .into_iter()
+        .filter_map(|r| r.strip_prefix("inputs.").map(|n| n.split('.').next().unwrap_or(n).to_owned()))
+        .filter(|n| inputs.get_attr(n).is_ok_and(|v| v.is_none()))
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        return None;
+    }
+    let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "optional input {list} has no value and cannot go into text: pass `-i {}=...`, give it a default, or guard it with `{{% if inputs.{} is not none %}}`",
+        names[0], names[0]
+    ))
 }
 
 /// Renders every string inside a value; the error names the path (`with.url`).
