@@ -148,7 +148,7 @@ fn sql_keeps_max_rows_and_counts_the_rest() {
                 "steps:\n",
                 "  - id: many\n    type: sql\n    with: {{ url: \"{url}\", query: \"select g as n from generate_series(1, 200000) g\", expect: {{ row_count: 200000 }} }}\n",
                 "  - id: few\n    type: sql\n    with: {{ url: \"{url}\", query: \"select g as n from generate_series(1, 50) g where g > $1\", params: [45], max_rows: 3 }}\n",
-                "  - id: script\n    type: sql\n    with: {{ url: \"{url}\", query: \"select 1 as a; select g as n from generate_series(1, 10) g\", max_rows: 2 }}\n",
+                "  - id: script\n    type: sql\n    with: {{ url: \"{url}\", query: \"select 1 as a; select g as n from generate_series(1, 10) g\", mode: write, max_rows: 2 }}\n",
             ),
             url = url
         ),

@@ -15,7 +15,7 @@ inputs:
 steps:
   - id: restore
     type: shell
-    with: { script: "if [ -n \"{{ inputs.marker }}\" ]; then test -f \"{{ inputs.marker }}\" || exit 1; fi; echo restored {{ inputs.token }}" }
+    with: { script: "if [ -n \"{{ inputs.marker }}\" ]; then test -f \"{{ inputs.marker }}\" || exit 1; fi; echo restored {% if inputs.token is not none %}{{ inputs.token }}{% endif %}" }
   - id: verify
     type: shell
     needs: [restore]
@@ -92,7 +92,7 @@ playbooks:
     );
     assert!(e.contains("suite.yaml:9:9: duplicate id `one` (first at line 5)"), "{e}");
     assert!(e.contains("suite.yaml:10:11: playbook `missing.yaml`: cannot read the playbook"), "{e}");
-    assert!(e.contains("suite.yaml:14:13: playbooks[2]: `expect`: unknown variant `maybe`"), "{e}");
+    assert!(e.contains("suite.yaml:14:13: playbooks[2]: `expect`: unknown value `maybe`"), "{e}");
     assert!(!e.contains("hunter2"), "a secret written in the suite is not echoed: {e}");
     // Nothing ran, nothing was recorded.
     assert!(!env.path(".runbook/runs").exists());

@@ -202,7 +202,7 @@ fn schema_and_validate_agree() {
         let r = env.run(&["validate", &file]);
         let by_validate = r.code == 0;
         // The schema sees the document as editors do: YAML read without our extra rules.
-        let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000 };
+        let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
         let by_schema = match runbook::playbook::node::parse(&c.yaml, limits) {
             Ok(doc) => validator.is_valid(&doc.to_json()),
             // Only the duplicate-key case fails here; an editor's YAML parser keeps one.
@@ -230,7 +230,7 @@ fn schema_and_validate_agree() {
             let file = format!("t{i}.yaml");
             env.write(&file, &yaml);
             let by_validate = env.run(&["validate", &file]).code == 0;
-            let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000 };
+            let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
             let by_schema = validator.is_valid(&runbook::playbook::node::parse(&yaml, limits).unwrap().to_json());
             if by_validate != by_schema {
                 wrong.push(format!("`{t}` {}: validate {by_validate}, schema {by_schema}", with.trim()));

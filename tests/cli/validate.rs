@@ -281,7 +281,7 @@ fn messages_table() {
 #[test]
 fn snippets_on_request_lines_in_ci() {
     let p = format!("{HEAD}steps:\n  - id: a\n    type: shel\n");
-    let known = "approval, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait";
+    let known = "approval, check-backups, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait";
     Test::new()
         .file("p.yaml", &p)
         .args(&["validate", "--error-format", "snippet", "p.yaml"])

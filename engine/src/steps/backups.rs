@@ -14,6 +14,7 @@ pub struct CheckBackups;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBackupsParams {
+    /// The Supabase project ref (the subdomain of the project's URL).
     pub project_ref: String,
     /// A Supabase personal access token (from a secret).
     pub token: String,
@@ -22,6 +23,7 @@ pub struct CheckBackupsParams {
     /// Also fail when point-in-time recovery is not enabled.
     #[serde(default)]
     pub require_pitr: bool,
+    /// The Supabase Management API (default https://api.supabase.com; a proxy or a stand-in).
     #[serde(default = "default_api")]
     pub api_url: String,
 }
