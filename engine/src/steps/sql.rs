@@ -112,26 +112,9 @@ impl TypedStep for Sql {
         }
         let kept = match client.prepare(&p.query).await {
             Ok(stmt) => {
-                if stmt.params().len() != p.params.len() {
-                    return Err(StepError::failed(format!(
-                        "the query has {} placeholder(s) but `params` has {} value(s)",
-                        stmt.params().len(),
-                        p.params.len()
-                    )));
-                }
-                let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
-                let refs = params.iter().map(|x| x as &(dyn ToSql + Sync));
-                // Rows are streamed: past `max_rows` they are counted, not held.
-                let stream = client.query_raw(&stmt, refs).await.map_err(|e| pg::query_error(&label, &e))?;
-                futures_util::pin_mut!(stream);
-                let mut kept = Kept { rows: Vec::new(), total: 0 };
-                while let Some(row) = stream.try_next().await.map_err(|e| pg::query_error(&label, &e))? {
-                    kept.total += 1;
-                    if kept.rows.len() < p.max_rows {
-                        kept.rows.push(pg::row_json(&row)?);
-                    }
-                }
-                kept
+                check_param_count(&stmt, &p)?;
+                let (total, raw) = stream_rows(&client, &stmt, &p).await.map_err(|e| pg::query_error(&label, &e))?;
+                to_kept(total, &raw)?
             }
             // Several statements cannot be prepared: run them as a script.
             Err(e) if p.params.is_empty() && e.code().is_some_and(|c| c.code() == "42601") => {
@@ -172,30 +155,8 @@ async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &
         }
         Err(e) => return Err(pg::query_error(label, &e)),
     };
-    if stmt.params().len() != p.params.len() {
-        return Err(StepError::failed(format!(
-            "the query has {} placeholder(s) but `params` has {} value(s)",
-            stmt.params().len(),
-            p.params.len()
-        )));
-    }
-    let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
-    let refs = params.iter().map(|x| x as &(dyn ToSql + Sync));
-    // Rows are streamed: past `max_rows` they are counted, not held.
-    let result = async {
-        let stream = client.query_raw(&stmt, refs).await?;
-        futures_util::pin_mut!(stream);
-        let mut kept = Kept { rows: Vec::new(), total: 0 };
-        let mut raw = Vec::new();
-        while let Some(row) = stream.try_next().await? {
-            kept.total += 1;
-            if raw.len() < p.max_rows {
-                raw.push(row);
-            }
-        }
-        Ok::<_, tokio_postgres::Error>((kept, raw))
-    }
-    .await;
+    check_param_count(&stmt, p)?;
+    let result = stream_rows(client, &stmt, p).await;
     // Whatever happened, nothing is kept; a failed rollback only means the connection is
     // gone, and an uncommitted transaction dies with it.
     let _ = client.batch_execute("ROLLBACK").await;
@@ -209,9 +170,44 @@ async fn read_only_rows(client: &tokio_postgres::Client, p: &SqlParams, label: &
             pg::query_error(label, &e)
         }
     })?;
-    let (mut kept, raw) = rows;
-    kept.rows = raw.iter().map(pg::row_json).collect::<Result<_, _>>()?;
-    Ok(kept)
+    let (total, raw) = rows;
+    to_kept(total, &raw)
+}
+
+fn check_param_count(stmt: &tokio_postgres::Statement, p: &SqlParams) -> Result<(), StepError> {
+    if stmt.params().len() != p.params.len() {
+        return Err(StepError::failed(format!(
+            "the query has {} placeholder(s) but `params` has {} value(s)",
+            stmt.params().len(),
+            p.params.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a prepared statement and streams its rows: past `max_rows` they are counted, not
+/// held. Returns the count of all rows and the kept ones.
+async fn stream_rows(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    p: &SqlParams,
+) -> Result<(u64, Vec<tokio_postgres::Row>), tokio_postgres::Error> {
+    let params: Vec<Param> = p.params.iter().cloned().map(Param).collect();
+    let refs = params.iter().map(|x| x as &(dyn ToSql + Sync));
+    let stream = client.query_raw(stmt, refs).await?;
+    futures_util::pin_mut!(stream);
+    let (mut total, mut raw) = (0u64, Vec::new());
+    while let Some(row) = stream.try_next().await? {
+        total += 1;
+        if raw.len() < p.max_rows {
+            raw.push(row);
+        }
+    }
+    Ok((total, raw))
+}
+
+fn to_kept(total: u64, raw: &[tokio_postgres::Row]) -> Result<Kept, StepError> {
+    Ok(Kept { rows: raw.iter().map(pg::row_json).collect::<Result<_, _>>()?, total })
 }
 
 async fn script_rows(
