@@ -129,11 +129,7 @@ impl TypedStep for Http {
         drop(resp);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let body = body_text(&bytes, truncated, MAX_CAPTURE);
-        let json = if truncated {
-            None
-        } else {
-            serde_json::from_slice::<Value>(&bytes).ok()
-        };
+        let json = if truncated { None } else { serde_json::from_slice::<Value>(&bytes).ok() };
         let outputs = serde_json::json!({
             "status": status,
             "headers": headers,
