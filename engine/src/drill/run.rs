@@ -160,15 +160,7 @@ pub fn entry_env(suite: &Suite, entry: &Entry) -> Result<Vec<(String, String)>, 
             Err(names) => missing.extend(names.into_iter().map(|n| format!("{n} (for {k})"))),
         }
     }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(DrillError::Usage(format!(
-            "playbook `{}` of the suite needs environment variable(s) that are not set: {}",
-            entry.raw.id,
-            missing.join(", ")
-        )))
-    }
+    unset_vars(entry, missing).map(|()| out)
 }
 
 /// The `-i name=value` arguments of an entry: lists and maps as JSON (as `-i` reads them),
@@ -190,15 +182,7 @@ pub fn entry_inputs(entry: &Entry) -> Result<Vec<String>, DrillError> {
         };
         out.push(format!("{k}={text}"));
     }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(DrillError::Usage(format!(
-            "playbook `{}` of the suite needs environment variable(s) that are not set: {}",
-            entry.raw.id,
-            missing.join(", ")
-        )))
-    }
+    unset_vars(entry, missing).map(|()| out)
 }
 
 /// Starts or resumes one entry's run and waits for it; returns the child's exit code.
@@ -264,4 +248,16 @@ pub fn survive_ctrl_c() {
     unsafe {
         libc::signal(libc::SIGINT, ignore_signal as *const () as libc::sighandler_t);
     }
+}
+
+/// The error for `${NAME}`s of an entry that the environment does not set.
+fn unset_vars(entry: &Entry, missing: Vec<String>) -> Result<(), DrillError> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(DrillError::Usage(format!(
+        "playbook `{}` of the suite needs environment variable(s) that are not set: {}",
+        entry.raw.id,
+        missing.join(", ")
+    )))
 }

@@ -148,17 +148,7 @@ impl TypedStep for ExportSecrets {
         let recipients = parse_recipients(&p.recipients)
             .map_err(|e| StepError::failed(format!("`{}`: {}", e.path_string(), e.message)))?;
         let dest = target(&p.to).map_err(StepError::failed)?;
-        let login = Api::new(&ctx.http, &p.api_url, None, "Infisical", "the machine identity's client id and secret")
-            .post(
-                "/api/v1/auth/universal-auth/login",
-                &json!({ "clientId": p.client_id, "clientSecret": p.client_secret }),
-            )
-            .await?;
-        let token = login
-            .get("accessToken")
-            .and_then(Value::as_str)
-            .ok_or_else(|| StepError::failed("Infisical's login answer has no accessToken"))?
-            .to_owned();
+        let token = super::rotate::infisical_login(&ctx.http, &p.api_url, &p.client_id, &p.client_secret).await?;
         let api = Api::new(&ctx.http, &p.api_url, Some(&token), "Infisical", "the machine identity's access");
         let query = [
             ("projectId", p.project_id.as_str()),

@@ -114,17 +114,7 @@ impl TypedStep for RotateSecret {
                     .with_hint("mint the new credential at its issuer first, then pass it as a secret input"));
             }
         };
-        let login = Api::new(&ctx.http, &p.api_url, None, "Infisical", "the machine identity's client id and secret")
-            .post(
-                "/api/v1/auth/universal-auth/login",
-                &json!({ "clientId": p.client_id, "clientSecret": p.client_secret }),
-            )
-            .await?;
-        let token = login
-            .get("accessToken")
-            .and_then(Value::as_str)
-            .ok_or_else(|| StepError::failed("Infisical's login answer has no accessToken"))?
-            .to_owned();
+        let token = infisical_login(&ctx.http, &p.api_url, &p.client_id, &p.client_secret).await?;
         let api = Api::new(&ctx.http, &p.api_url, Some(&token), "Infisical", "the machine identity's access");
         let body = json!({
             "projectId": p.project_id,
@@ -171,4 +161,22 @@ fn generate(len: usize) -> Result<String, StepError> {
         }
     }
     Ok(out)
+}
+
+/// Infisical's machine identity login (universal auth): the access token for later calls.
+/// Shared by `rotate-secret` and `export-secrets`.
+pub async fn infisical_login(
+    http: &reqwest::Client,
+    api_url: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<String, StepError> {
+    let login = Api::new(http, api_url, None, "Infisical", "the machine identity's client id and secret")
+        .post("/api/v1/auth/universal-auth/login", &json!({ "clientId": client_id, "clientSecret": client_secret }))
+        .await?;
+    login
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| StepError::failed("Infisical's login answer has no accessToken"))
 }
