@@ -446,6 +446,48 @@ fn resume_reruns_failed_and_keeps_succeeded() {
 }
 
 #[test]
+fn resume_decides_a_failure_handler_again_after_the_retried_step() {
+    // The handler fired because `restore` failed; on resume `restore` is retried, so the
+    // handler and the success path behind it wait for it and are decided anew.
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        concat!(
+            "steps:\n",
+            "  - id: restore\n    type: shell\n    with: { script: \"test -f fixed\" }\n",
+            "  - id: verify\n    type: shell\n    needs: [restore]\n    with: { script: \"echo x >> verify.log\" }\n",
+            "  - id: page\n    type: shell\n    needs: [verify]\n    trigger: failure\n    with: { script: \"echo x >> page.log\" }\n",
+            "  - id: after\n    type: shell\n    needs: [page]\n    with: { script: \"echo x >> after.log\" }\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&show, "page"), "succeeded");
+    assert_eq!(env.read("page.log").lines().count(), 1);
+    // Still broken: the retry fails, the page fires again, nothing behind it starts.
+    let r = env.run(&["resume", "r1"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let show = env.show("r1");
+    assert_eq!(status(&show, "restore"), "failed");
+    assert_eq!(status(&show, "page"), "succeeded");
+    assert_eq!(env.read("page.log").lines().count(), 2, "the handler was not decided again");
+    assert!(!env.path("after.log").exists(), "`after` started while the restore was failing");
+    assert!(!env.path("verify.log").exists());
+    // Fixed: the restore succeeds, verify runs, the handler does not fire, `after` is omitted.
+    env.write("fixed", "");
+    let r = env.run(&["resume", "r1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let show = env.show("r1");
+    assert_eq!(status(&show, "verify"), "succeeded");
+    assert_eq!(status(&show, "page"), "skipped");
+    assert_eq!(step(&show, "page")["reason"], "trigger not met: no ancestor failed");
+    assert_eq!(status(&show, "after"), "skipped");
+    assert_eq!(step(&show, "after")["skipped_by"], "trigger");
+    assert_eq!(env.read("page.log").lines().count(), 2);
+    assert!(!env.path("after.log").exists());
+}
+
+#[test]
 fn dry_run_changes_nothing_and_shows_placeholders() {
     let env = Env::new();
     env.write(

@@ -1,7 +1,7 @@
 //! What happens before the first step: inputs and vars rendered, secrets known, run id.
 
 use crate::graph::Dag;
-use crate::playbook::Playbook;
+use crate::playbook::{Playbook, Trigger};
 use crate::state::{RunState, StepStatus};
 use crate::template::{self, Context, Redactor};
 use indexmap::IndexMap;
@@ -87,7 +87,8 @@ pub fn new_run_id(playbook: &str) -> String {
 /// The steps a resume runs again: failed, pending, waiting and interrupted ones (the
 /// latter only if allowed), `--from` and everything downstream of it, and every step
 /// downstream of a re-run step that did not succeed (it was skipped or not started
-/// because of what is now being re-run).
+/// because of what is now being re-run). A `failure`/`always` handler downstream of a
+/// re-run step is re-run too, even when it succeeded: its condition is decided anew.
 pub fn resume_reset(
     pb: &Playbook,
     dag: &Dag,
@@ -105,6 +106,14 @@ pub fn resume_reset(
         .collect();
     let forced = from.map(|f| dag.downstream([f])).unwrap_or_else(|| vec![false; pb.steps.len()]);
     roots.extend((0..pb.steps.len()).filter(|&i| forced[i]));
+    // A failure or always handler that ran because of a step now re-run must be decided
+    // again once that step ends: kept as succeeded, it would let its success path start
+    // while the restore is still being retried, and it would not page if the retry fails.
+    let down = dag.downstream(roots.iter().copied());
+    roots.extend(
+        (0..pb.steps.len())
+            .filter(|&i| down[i] && pb.steps[i].trigger != Trigger::Success && status(i) == StepStatus::Succeeded),
+    );
     let down = dag.downstream(roots.iter().copied());
     (0..pb.steps.len())
         .filter(|&i| forced[i] || (down[i] && (status(i) != StepStatus::Succeeded || roots.contains(&i))))
