@@ -47,8 +47,17 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // For the self-hosted point-in-time restore: a base backup, rows written after it (only
+    // WAL replay brings them back), the moment to restore to, then the corruption, archived.
+    let base = c.base_backup();
+    c.psql("insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(501, 600) g");
+    let target = c.now();
     // The corruption S3 repairs.
     c.psql("update orders set total = -1 where id <= 40");
+    c.archive_now();
+    let recovered = c.path("recovered");
+    c.adopt(&recovered);
+    let recovered_port = crate::pg_cluster::free_port();
 
     // Slack incoming webhook (https://api.slack.com/messaging/webhooks): POST JSON
     // `{"text": ...}` to the hook URL; answers 200 `ok`. Only the page of the failed restore
@@ -149,6 +158,13 @@ playbooks:
     inputs: {{ project_ref: local, target_time: "2026-11-27T09:12:00Z", scope: tables, tables: [public.orders], dump_file: backups/nightly.dump, damage_query: "select count(*) as n from orders where total < 0", rls_expected: rls.yaml }}
     approve: [approve_restore]
     expect_steps: {{ restore_tables: succeeded, restore_pitr: skipped, verify_data: succeeded, page_on_failure: skipped }}
+  - id: s3_point_in_time
+    description: Self-hosted point-in-time restore into a new cluster, for real (base backup + WAL).
+    file: {s3}
+    inputs: {{ project_ref: local, target_time: "{target}", scope: pitr, provider: postgres, base_backup: "{base}", wal_archive: "{archive}", restore_data_dir: "{recovered}", restore_port: {recovered_port}, damage_query: "select count(*) as n from orders where total < 0", rls_expected: rls.yaml }}
+    env: {{ RESTORED_DB_PASSWORD: "${{PG_PASSWORD}}" }}
+    approve: [approve_restore, switch_over]
+    expect_steps: {{ restore_pitr_self_hosted: succeeded, restore_pitr: skipped, restore_tables: skipped, verify_rls: succeeded, verify_data: succeeded, switch_over: succeeded }}
   - id: s3_restore_fails_and_pages
     description: The dump to restore from is missing; the restore fails and the team is paged.
     file: {s3}
@@ -197,10 +213,14 @@ playbooks:
         infisical = infisical.uri(),
         dr = playbook("dr-drill.yaml"),
         s3 = playbook("s3-data-corruption.yaml"),
+        base = base.display(),
+        archive = c.path("archive").display(),
+        recovered = recovered.display(),
     );
     env.write("suite.yaml", &suite);
     let mut cmd = env.command(&["drill", "suite.yaml", "--id", "e2e", "--output", "json"]);
     cmd.env("PROD_URL", &prod).env("SCRATCH_URL", &scratch).env("PROD_ALIAS", &prod_alias).env_remove("SLACK_WEBHOOK");
+    cmd.env("PG_PASSWORD", crate::pg_cluster::PASSWORD);
     let r = tokio::task::spawn_blocking(move || finish(cmd.output().unwrap())).await.unwrap();
     let rep: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
     let not_passed: Vec<String> = rep["playbooks"]
@@ -221,6 +241,15 @@ playbooks:
     // The refused drill dropped nothing: production still has its table and rows, and the
     // corruption was repaired by the S3 run.
     assert_eq!(c.psql("select count(*), count(*) filter (where total < 0) from orders"), "500|0");
+    // The recovered cluster holds what was committed before the target, nothing after it:
+    // the 100 rows written after the base backup came back by WAL replay, the corruption
+    // did not; and the server says it replayed up to (not past) the target.
+    assert_eq!(c.psql_port(recovered_port, "select count(*), count(*) filter (where total < 0) from orders"), "600|0");
+    let pitr = env.show("e2e-s3_point_in_time");
+    let out = &crate::support::step(&pitr, "restore_pitr_self_hosted")["outputs"];
+    assert_eq!(out["recovered_to_verified"], true, "{out}");
+    let to: jiff::Timestamp = out["recovered_to"].as_str().unwrap().parse().unwrap();
+    assert!(to <= target.parse::<jiff::Timestamp>().unwrap(), "recovered to {to}, after the target {target}");
     // S4 never got to the redeploy approval nor to checking the app.
     let s4 = env.show("e2e-s4_rotation_refused");
     assert!(crate::support::step(&s4, "rotate")["error"].as_str().unwrap().contains("waits for approval in Infisical"));
