@@ -2,21 +2,23 @@
 //! mapped to the exit codes of SPEC §3. No logic worth testing on its own lives here.
 
 mod args;
+mod commands;
 mod drill;
 mod gate;
 
-use args::{Cli, Command, DiffFormat, ErrorFormat, ExecArgs, GraphFormat, Output, ReportFormat, ResumeArgs};
+use args::{Cli, Command, ErrorFormat, ExecArgs, Output, ResumeArgs};
 use clap::Parser;
 use gate::CliGate;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::exec::resume::{self, ResumeError};
 use crate::exec::{self, ExecOptions, Outcome};
 use crate::playbook::inputs::{self, GivenValue};
 use crate::playbook::{self, LoadError, Playbook};
-use crate::report::{self, LiveReporter, Mode};
-use crate::state::{EventKind, FileStore, JOURNAL_VERSION, RunMeta, StateError, StepStatus, Store};
+use crate::report::{LiveReporter, Mode};
+use crate::state::{EventKind, FileStore, JOURNAL_VERSION, RunMeta, StateError, Store};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -108,19 +110,19 @@ pub fn main() -> i32 {
         }
     };
     let result = match &cli.command {
-        Command::Validate { files } => validate(&cli, files),
-        Command::Plan { file, inputs } => plan(&cli, file, inputs),
-        Command::Graph { file, format } => graph(&cli, file, *format),
+        Command::Validate { files } => commands::validate(&cli, files),
+        Command::Plan { file, inputs } => commands::plan(&cli, file, inputs),
+        Command::Graph { file, format } => commands::graph(&cli, file, *format),
         Command::Exec(a) => exec_cmd(&cli, a),
         Command::Resume(a) => resume_cmd(&cli, a),
-        Command::Runs => runs(&cli),
-        Command::Show { run_id } => show(&cli, run_id),
-        Command::Report { run_id, format } => report_cmd(&cli, run_id, *format),
-        Command::Diff { git, format, files } => diff(&cli, git.as_deref(), *format, files),
-        Command::RlsSnapshot { url, schemas } => rls_snapshot(&cli, url, schemas),
-        Command::State { action: args::StateAction::Migrate { from, to } } => migrate(&cli, from, to),
+        Command::Runs => commands::runs(&cli),
+        Command::Show { run_id } => commands::show(&cli, run_id),
+        Command::Report { run_id, format } => commands::report_cmd(&cli, run_id, *format),
+        Command::Diff { git, format, files } => commands::diff(&cli, git.as_deref(), *format, files),
+        Command::RlsSnapshot { url, schemas } => commands::rls_snapshot(&cli, url, schemas),
+        Command::State { action: args::StateAction::Migrate { from, to } } => commands::migrate(&cli, from, to),
         Command::Drill(a) => drill::drill_cmd(&cli, a),
-        Command::Serve { listen } => serve(&cli, *listen),
+        Command::Serve { listen } => commands::serve(&cli, *listen),
         Command::Schema => {
             println!("{}", playbook::schema::schema_json());
             Ok(EXIT_OK)
@@ -185,38 +187,6 @@ fn load_fail(e: LoadError) -> Fail {
     }
 }
 
-fn validate(cli: &Cli, files: &[std::path::PathBuf]) -> Res {
-    let mut all = Vec::new();
-    let mut ok_files = Vec::new();
-    for f in files {
-        match playbook::load(f) {
-            Ok(pb) => ok_files.push((f.display().to_string(), pb.steps.len())),
-            Err(LoadError::Invalid(d)) => all.extend(d),
-            Err(e @ LoadError::Io { .. }) => all.push(playbook::Diagnostic {
-                file: f.display().to_string(),
-                line: 0,
-                col: 0,
-                message: e.to_string(),
-                hint: None,
-            }),
-        }
-    }
-    if cli.global.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::json!({ "ok": all.is_empty(), "problems": all, "valid": ok_files.iter().map(|(f, _)| f).collect::<Vec<_>>() })
-        );
-    } else {
-        if !all.is_empty() {
-            eprintln!("{}", render_problems(cli, &all));
-        }
-        for (f, n) in &ok_files {
-            println!("{f}: ok ({n} steps)");
-        }
-    }
-    Ok(if all.is_empty() { EXIT_OK } else { EXIT_USAGE })
-}
-
 fn parse_kv(items: &[String]) -> Result<Vec<(String, GivenValue)>, Fail> {
     let mut out: Vec<(String, GivenValue)> = Vec::with_capacity(items.len());
     for kv in items {
@@ -231,76 +201,6 @@ fn parse_kv(items: &[String]) -> Result<Vec<(String, GivenValue)>, Fail> {
         out.push((k.to_owned(), GivenValue::Text(v.to_owned())));
     }
     Ok(out)
-}
-
-fn plan(cli: &Cli, file: &Path, raw_inputs: &[String]) -> Res {
-    let pb = load(file)?;
-    let given = parse_kv(raw_inputs)?;
-    // A plan is for reading: missing inputs become placeholders instead of errors.
-    let (values, mut warnings) = inputs::resolve_for_reading(&pb, &given).map_err(|e| usage(e.to_string()))?;
-    let prepared = exec::prepare_context(&pb, &values, "<run.id>", "<run.started_at>", true).map_err(usage)?;
-    warnings.extend(prepared.warnings.iter().cloned());
-    for s in &pb.steps {
-        prepared.context.steps.set(
-            &s.id,
-            "<status>",
-            crate::template::Placeholder::value(format!("steps.{}.outputs", s.id)),
-        );
-    }
-    let plans: Vec<String> = pb
-        .steps
-        .iter()
-        .map(|s| match crate::template::render_value(&s.params, prepared.context.value(), "with") {
-            Ok(p) => prepared.redactor.redact(&s.kind.plan(&p)).into_owned(),
-            Err(_) => s.kind.plan(&s.params),
-        })
-        .collect();
-    if cli.global.output == Output::Json {
-        println!("{}", report::plan_json(&pb, &plans, &warnings));
-    } else {
-        print!("{}", report::plan_text(&pb, &plans, &warnings));
-    }
-    Ok(EXIT_OK)
-}
-
-fn graph(cli: &Cli, file: &Path, format: GraphFormat) -> Res {
-    let pb = load(file)?;
-    if cli.global.output == Output::Json {
-        // The graph as data: steps in run order (file order among equals), each with what
-        // it needs, and the levels that may run in parallel.
-        let steps: Vec<serde_json::Value> = pb
-            .dag
-            .topo()
-            .iter()
-            .map(|&i| {
-                let s = &pb.steps[i];
-                serde_json::json!({
-                    "id": s.id,
-                    "type": s.kind.name(),
-                    "needs": pb.dag.needs(i).iter().map(|&j| pb.steps[j].id.as_str()).collect::<Vec<_>>(),
-                    "trigger": s.trigger,
-                })
-            })
-            .collect();
-        let levels: Vec<Vec<&str>> =
-            pb.dag.levels().iter().map(|l| l.iter().map(|&i| pb.steps[i].id.as_str()).collect()).collect();
-        println!("{}", serde_json::json!({ "playbook": pb.name, "steps": steps, "levels": levels }));
-        return Ok(EXIT_OK);
-    }
-    let ids: Vec<&str> = pb.steps.iter().map(|s| s.id.as_str()).collect();
-    let label = |i: usize| {
-        let s = &pb.steps[i];
-        let mut l = format!("{} ({})", s.id, s.kind.name());
-        if s.kind.name() == "approval" {
-            l = format!("✋ {l}");
-        }
-        l
-    };
-    match format {
-        GraphFormat::Mermaid => print!("{}", pb.dag.mermaid(&ids, label)),
-        GraphFormat::Dot => print!("{}", pb.dag.dot(&pb.name, &ids, label)),
-    }
-    Ok(EXIT_OK)
 }
 
 fn mode(cli: &Cli) -> Mode {
@@ -441,63 +341,20 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     state.mark_dead();
     let saved = store.playbook_text(&a.run_id).map_err(state_fail)?;
     let original = Path::new(&meta.file);
-    let pb = match std::fs::read_to_string(original) {
-        Ok(current) if current == saved => load(original)?,
-        Ok(_) if !a.allow_changed => {
-            return Err(usage(format!(
-                "the playbook {} changed since run {} started; review the change, then resume with --allow-changed",
-                meta.file, a.run_id
-            )));
-        }
-        Ok(_) => load(original)?,
-        Err(_) => {
+    let resume_fail = |e: ResumeError| usage(e.to_string());
+    let pb = match resume::source(original, &a.run_id, &saved, a.allow_changed).map_err(resume_fail)? {
+        resume::Source::Current => load(original)?,
+        resume::Source::Saved => {
             eprintln!("warning: {} is gone; resuming with the copy saved with the run", meta.file);
             playbook::load_str(&meta.file, saved, None).map_err(load_fail)?
         }
     };
     check_approvals(&pb, &a.approve)?;
-    let from = match &a.from {
-        Some(f) => {
-            Some(*pb.index.get(f).ok_or_else(|| usage(format!("--from {f}: no step `{f}` in playbook {}", pb.name)))?)
-        }
-        None => None,
-    };
+    let from = resume::from_step(&pb, a.from.as_deref()).map_err(resume_fail)?;
     // Inputs: the stored ones, secrets again from -i or the environment.
     let stored = store.inputs(&a.run_id).map_err(state_fail)?;
-    let mut given = parse_kv(&a.inputs)?;
-    let mut missing = Vec::new();
-    if let Some(map) = stored.as_object() {
-        for (k, v) in map {
-            if given.iter().any(|(n, _)| n == k) || !pb.inputs.contains_key(k) {
-                continue;
-            }
-            // Secret inputs are stored as `***`; a plain one that held a secret's value was
-            // masked too: both must be given again, never resumed with the mask.
-            if holds_mask(v) {
-                if std::env::var(inputs::input_env_var(k)).is_err() {
-                    missing.push(k.clone());
-                }
-                continue;
-            }
-            given.push((k.clone(), GivenValue::Json(v.clone())));
-        }
-    }
-    if !missing.is_empty() {
-        let flags: Vec<String> = missing.iter().map(|m| format!("-i {m}=...")).collect();
-        return Err(usage(format!(
-            "secret inputs are never stored; give them again: {} (or set {})",
-            flags.join(" "),
-            missing.iter().map(|m| format!("${}", inputs::input_env_var(m))).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let values = inputs::resolve(&pb, &given).map_err(|e| usage(e.to_string()))?;
-    // Interrupted steps that change the world are not re-run without being asked.
-    let interrupted: Vec<&str> = pb
-        .steps
-        .iter()
-        .filter(|s| !s.idempotent && state.steps.get(&s.id).is_some_and(|st| st.status == StepStatus::Interrupted))
-        .map(|s| s.id.as_str())
-        .collect();
+    let values = resume::inputs(&pb, &stored, parse_kv(&a.inputs)?).map_err(resume_fail)?;
+    let interrupted = resume::interrupted(&pb, &state);
     let mut rerun = a.rerun_interrupted;
     if !interrupted.is_empty() && !rerun && from.is_none() {
         if interactive(cli) {
@@ -537,166 +394,4 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     reporter.finish();
     held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))
-}
-
-fn holds_mask(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => s.contains(crate::template::redact::MASK),
-        serde_json::Value::Array(items) => items.iter().any(holds_mask),
-        serde_json::Value::Object(map) => map.values().any(holds_mask),
-        _ => false,
-    }
-}
-
-fn runs(cli: &Cli) -> Res {
-    let store = store(cli)?;
-    let runs = store.list().map_err(state_fail)?;
-    if cli.global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
-    } else {
-        print!("{}", report::runs_table(&runs));
-    }
-    Ok(EXIT_OK)
-}
-
-fn show(cli: &Cli, run_id: &str) -> Res {
-    let store = store(cli)?;
-    let state = store.load(run_id).map_err(state_fail)?;
-    if cli.global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&report::show_json(&state)).unwrap_or_default());
-    } else {
-        print!("{}", report::show_text(&state));
-    }
-    Ok(EXIT_OK)
-}
-
-fn rls_snapshot(cli: &Cli, url: &str, schemas: &[String]) -> Res {
-    let rt = runtime()?;
-    let snap = rt
-        .block_on(async {
-            let (client, label) = crate::steps::pg::connect(url).await?;
-            crate::steps::rls::read(&client, &label, Some(schemas), None).await
-        })
-        .map_err(|e| match e {
-            crate::steps::StepError::Failed { message, hint: Some(h), .. } => {
-                Fail(EXIT_FAILED, format!("{message}\n  hint: {h}"))
-            }
-            other => Fail(EXIT_FAILED, other.to_string()),
-        })?;
-    if cli.global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&snap).unwrap_or_default());
-    } else {
-        print!("{}", crate::steps::rls::to_yaml(&snap));
-    }
-    Ok(EXIT_OK)
-}
-
-fn diff(cli: &Cli, git: Option<&str>, format: DiffFormat, files: &[std::path::PathBuf]) -> Res {
-    let (old, new) = match (git, files) {
-        (Some(rev), [file]) => {
-            let out = std::process::Command::new("git")
-                .args(["show", &format!("{rev}:./{}", file.display())])
-                .output()
-                .map_err(|e| usage(format!("cannot run git: {e}")))?;
-            if !out.status.success() {
-                return Err(usage(format!(
-                    "git show {rev}:{}: {}",
-                    file.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            let text = String::from_utf8(out.stdout).map_err(|_| usage("the file at that revision is not UTF-8"))?;
-            let label = format!("{}@{rev}", file.display());
-            let old = playbook::load_str(&label, text, None).map_err(load_fail)?;
-            (old, load(file)?)
-        }
-        (None, [a, b]) => (load(a)?, load(b)?),
-        (Some(_), _) => return Err(usage("with --git, give one FILE: runbook diff --git REV -- FILE")),
-        (None, _) => return Err(usage("give two files: runbook diff OLD.yaml NEW.yaml")),
-    };
-    let d = report::diff::diff(&old, &new);
-    // `--output json` asks for machine output whatever `--format` says.
-    let format = if cli.global.output == Output::Json { DiffFormat::Json } else { format };
-    match format {
-        DiffFormat::Text => print!("{}", report::diff::text(&d)),
-        DiffFormat::Md => print!("{}", report::diff::markdown(&d, &new)),
-        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()),
-    }
-    Ok(if d.is_empty() { EXIT_OK } else { EXIT_FAILED })
-}
-
-fn report_cmd(cli: &Cli, run_id: &str, format: ReportFormat) -> Res {
-    let store = store(cli)?;
-    let state = store.load(run_id).map_err(state_fail)?;
-    // The playbook as run, for its objectives and severity.
-    let pb = store.playbook_text(run_id).ok().and_then(|text| playbook::load_str(&state.file, text, None).ok());
-    let r = report::incident::build(&state, pb.as_ref());
-    let format = if cli.global.output == Output::Json { ReportFormat::Json } else { format };
-    match format {
-        ReportFormat::Md => print!("{}", report::incident::markdown(&r)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
-    }
-    Ok(EXIT_OK)
-}
-
-fn serve(cli: &Cli, listen: std::net::SocketAddr) -> Res {
-    // An observer file store: it never tries a run's lock (see FileStore::observer).
-    let (store, source): (Arc<dyn Store + Send + Sync>, String) = match &cli.global.state {
-        Some(url) => (Arc::new(team_store(url)?), format!("team store {}", where_only(url))),
-        None => (
-            Arc::new(FileStore::observer(&cli.global.state_dir)),
-            format!("state dir {}", absolute(&cli.global.state_dir)),
-        ),
-    };
-    if !listen.ip().is_loopback() {
-        eprintln!(
-            "warning: listening on {listen}: anyone who can reach this address sees the runs (there is no login); \
-             the default 127.0.0.1 keeps it on this machine"
-        );
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(crate::serve::serve(store, source.clone(), listen, |addr| {
-        println!("serving the runs of {source} at http://{addr}/ (read-only; Ctrl-C to stop)");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-    }))
-    .map_err(|e| Fail(EXIT_FAILED, e.to_string()))?;
-    Ok(EXIT_OK)
-}
-
-/// A team store URL as the web page may show it: host, port and database, nothing else (a
-/// password may also sit in the query string: `?password=...`).
-fn where_only(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}://{}{}{}",
-            u.scheme(),
-            u.host_str().unwrap_or("localhost"),
-            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
-            u.path()
-        ),
-        Err(_) => "(a postgres:// URL)".into(),
-    }
-}
-
-fn migrate(cli: &Cli, from: &Path, to: &str) -> Res {
-    let files = FileStore::new(from);
-    let team = team_store(to)?;
-    let (copied, skipped) = crate::state::migrate_from(&files, &team).map_err(state_fail)?;
-    if cli.global.output == Output::Json {
-        println!("{}", serde_json::json!({ "copied": copied, "skipped": skipped }));
-        return Ok(EXIT_OK);
-    }
-    for id in &copied {
-        println!("copied {id}");
-    }
-    for id in &skipped {
-        println!("skipped {id} (already in the team store)");
-    }
-    println!("{} run(s) copied, {} skipped", copied.len(), skipped.len());
-    Ok(EXIT_OK)
 }

@@ -1,11 +1,15 @@
-//! The dispatcher: readiness, triggers, `when`, retries, timeouts, approvals, Ctrl-C.
+//! The dispatcher: readiness, triggers, `when`, retries, timeouts, approvals, Ctrl-C. One
+//! attempt of a step (start, result, retry, finish) is in `attempt`; where a dry run differs
+//! (placeholders, a plan instead of an attempt), the dispatcher asks `dry_run`.
+
+mod attempt;
+mod dry_run;
 
 use super::prepare::Prepared;
 use crate::playbook::{Playbook, Trigger, When, format_duration};
 use crate::state::{Event, EventKind, EventLog, RunState, RunStatus, SkipCause, StateError, StepStatus};
-use crate::steps::{ApprovalGate, Outputs, StepContext, StepError};
-use crate::template::{self, Context, Placeholder, Redactor};
-use minijinja::Value as JValue;
+use crate::steps::{ApprovalGate, Outputs, StepError};
+use crate::template::{self, Context, Redactor};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -47,9 +51,6 @@ type TaskResult = (usize, Result<Outputs, StepError>);
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
-
-/// Where a dry run's plan travels from its task back to the dispatcher.
-const DRY_PLAN: &str = "plan";
 
 struct Dispatcher<'a> {
     pb: &'a Playbook,
@@ -172,14 +173,6 @@ impl<'a> Dispatcher<'a> {
             if self.status[i] == StepStatus::Pending && self.remaining[i] == 0 {
                 self.ready.push_back(i);
             }
-        }
-    }
-
-    fn outputs_view(&self, id: &str, outputs: &Value) -> JValue {
-        if self.opts.dry_run {
-            Placeholder::value(format!("steps.{id}.outputs"))
-        } else {
-            JValue::from(minijinja::value::Serde(outputs))
         }
     }
 
@@ -495,184 +488,9 @@ impl<'a> Dispatcher<'a> {
             }
         };
         if self.opts.dry_run {
-            // The plan, made more precise by the step's read-only look-ups where it has
-            // any (and credentials are at hand); it comes back through `handle`.
-            let id = step.id.clone();
-            let kind = step.kind;
-            let fallback = kind.plan(&params);
-            self.attempts[i] = 1;
-            self.status[i] = StepStatus::Running;
-            self.emit(EventKind::StepStarted { step: id, attempt: 1 }, false)?;
-            let sctx = self.step_context(i, 1);
-            let handle = tasks.spawn(async move {
-                let look = tokio::time::timeout(Duration::from_secs(15), kind.preview(&sctx, params)).await;
-                let plan = look.ok().flatten().unwrap_or(fallback);
-                (i, Ok(serde_json::json!({ DRY_PLAN: plan })))
-            });
-            self.task_step.insert(handle.id(), i);
-            return Ok(());
+            return self.start_plan(i, params, tasks);
         }
         self.rendered[i] = Some(params);
         self.start_attempt(i, Duration::ZERO, tasks)
-    }
-
-    fn start_attempt(&mut self, i: usize, delay: Duration, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
-        self.attempts[i] += 1;
-        self.status[i] = StepStatus::Running;
-        let step = &self.pb.steps[i];
-        let attempt = self.attempts[i];
-        // The crash rule: a step that changes the world is on disk as started before it starts.
-        self.emit(EventKind::StepStarted { step: step.id.clone(), attempt }, !step.idempotent)?;
-        let step = &self.pb.steps[i];
-        let kind = step.kind;
-        let timeout = step.timeout;
-        let params = self.rendered[i].clone().unwrap_or(Value::Null);
-        let sctx = self.step_context(i, attempt);
-        let handle = tasks.spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let fut = kind.run(&sctx, params);
-            let result = match timeout {
-                Some(t) => match tokio::time::timeout(t, fut).await {
-                    Ok(r) => r,
-                    Err(_) => Err(StepError::failed(format!("timed out after {}", format_duration(t)))
-                        .with_hint("raise the step's `timeout` if it legitimately takes longer")),
-                },
-                None => fut.await,
-            };
-            (i, result)
-        });
-        self.task_step.insert(handle.id(), i);
-        Ok(())
-    }
-
-    fn step_context(&self, i: usize, attempt: u32) -> StepContext {
-        StepContext {
-            run_id: self.run_id.clone(),
-            step_id: self.pb.steps[i].id.clone(),
-            attempt,
-            http: self.http.clone(),
-            gate: self.opts.gate.clone(),
-            work_dir: self.opts.work_dir.clone(),
-        }
-    }
-
-    fn handle(
-        &mut self,
-        i: usize,
-        result: Result<Outputs, StepError>,
-        tasks: &mut JoinSet<TaskResult>,
-    ) -> Result<(), StateError> {
-        if self.opts.dry_run {
-            let plan = result
-                .ok()
-                .and_then(|o| o.get(DRY_PLAN).and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_default();
-            let step = self.pb.steps[i].id.clone();
-            self.emit(EventKind::StepPlanned { step, plan }, false)?;
-            return self.finish(i, StepStatus::Succeeded, Value::Null, None, None, Some("dry run".into()));
-        }
-        let step = &self.pb.steps[i];
-        let max = step.retry.attempts;
-        let attempt = self.attempts[i];
-        match result {
-            Ok(outputs) => {
-                let Some(until) = step.retry.until.clone() else {
-                    return self.finish(i, StepStatus::Succeeded, outputs, None, None, None);
-                };
-                match template::eval_bool(&until, &self.ctx.with_outputs(&outputs)) {
-                    Ok(true) => self.finish(i, StepStatus::Succeeded, outputs, None, None, None),
-                    Ok(false) if attempt < max => self.retry(i, format!("retry.until `{until}` is false"), tasks),
-                    Ok(false) => self.finish(
-                        i,
-                        StepStatus::Failed,
-                        outputs,
-                        Some(format!("retry.until `{until}` still false after {attempt} attempt(s)")),
-                        None,
-                        None,
-                    ),
-                    Err(e) => self.finish(
-                        i,
-                        StepStatus::Failed,
-                        outputs,
-                        Some(format!("retry.until failed: {e}")),
-                        None,
-                        None,
-                    ),
-                }
-            }
-            Err(StepError::NeedsApproval { message }) => {
-                self.status[i] = StepStatus::Waiting;
-                let step = step.id.clone();
-                self.emit(EventKind::StepWaiting { step, message }, true)
-            }
-            Err(StepError::Failed { message, hint, outputs }) => {
-                if attempt < max {
-                    self.retry(i, message, tasks)
-                } else {
-                    self.finish(i, StepStatus::Failed, outputs.unwrap_or(Value::Null), Some(message), hint, None)
-                }
-            }
-        }
-    }
-
-    fn retry(&mut self, i: usize, error: String, tasks: &mut JoinSet<TaskResult>) -> Result<(), StateError> {
-        let delay = self.pb.steps[i].retry.delay_before(self.attempts[i] + 1);
-        let step = self.pb.steps[i].id.clone();
-        let attempt = self.attempts[i];
-        self.emit(EventKind::StepRetrying { step, attempt, error, delay_ms: delay.as_millis() as u64 }, false)?;
-        self.start_attempt(i, delay, tasks)
-    }
-
-    fn finish(
-        &mut self,
-        i: usize,
-        status: StepStatus,
-        outputs: Value,
-        error: Option<String>,
-        hint: Option<String>,
-        reason: Option<String>,
-    ) -> Result<(), StateError> {
-        let step = &self.pb.steps[i];
-        self.status[i] = status;
-        if status == StepStatus::Failed && !step.continue_on_error {
-            self.run_failed = true;
-        }
-        let view = self.outputs_view(&step.id, &outputs);
-        self.ctx.steps.set(&step.id, status.as_str(), view);
-        self.ctx.steps.set_note(&step.id, reason.clone().filter(|_| status == StepStatus::Skipped));
-        let skipped_by = if status == StepStatus::Skipped { self.skipped_by[i] } else { None };
-        let durable = !step.idempotent && !self.opts.dry_run;
-        // A failure the run goes on after is still news: the journal and the report list it.
-        let warning = (status == StepStatus::Failed && step.continue_on_error).then(|| {
-            format!("step `{}` failed and the run went on: {}", step.id, error.as_deref().unwrap_or("no message"))
-        });
-        let ev = EventKind::StepFinished {
-            step: step.id.clone(),
-            status,
-            attempts: self.attempts[i],
-            outputs,
-            error,
-            hint,
-            reason,
-            skipped_by,
-        };
-        self.emit(ev, durable)?;
-        if let Some(message) = warning {
-            self.emit(EventKind::Warning { message }, durable)?;
-        }
-        self.resolve(i);
-        Ok(())
-    }
-
-    fn resolve(&mut self, i: usize) {
-        self.tainted[i] = self.taints(i);
-        for &d in self.pb.dag.dependents(i) {
-            self.remaining[d] -= 1;
-            if self.remaining[d] == 0 && self.status[d] == StepStatus::Pending {
-                self.ready.push_back(d);
-            }
-        }
     }
 }

@@ -5,6 +5,7 @@
 
 mod dispatcher;
 mod prepare;
+pub mod resume;
 
 pub use dispatcher::{ExecOptions, Outcome, Sink, run};
 pub use prepare::{Prepared, new_run_id, prepare_context, resume_reset};
