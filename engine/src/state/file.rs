@@ -24,16 +24,37 @@ use std::path::{Path, PathBuf};
 pub const JOURNAL_VERSION: u32 = 1;
 const JOURNAL_FORMAT: &str = "runbook-journal";
 
+/// What can go wrong with run state, by kind: the CLI maps kinds to exit codes (a taken run
+/// id or a held run is the operator's to fix, exit 2; damage or an unreachable store is a
+/// failure), so a kind is never borrowed for another (no "corrupt" for a database error).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("no run `{run_id}` in {dir}")]
     NotFound { run_id: String, dir: String },
     #[error("run `{run_id}` is held by {holder}")]
     Locked { run_id: String, holder: String },
+    /// A new run was asked for under an id that is taken.
+    #[error("run `{run_id}` already exists in {store}; choose another --run-id or `resume` it")]
+    RunExists { run_id: String, store: String },
+    /// Data that is there but cannot be read as what it should be.
     #[error("{path}: {message}")]
     Corrupt { path: String, message: String },
+    /// Written by another release of runbook.
+    #[error(
+        "{path}: {what} version {found} is not supported by this runbook (it reads version {supported}); use the runbook release that wrote it"
+    )]
+    Version { path: String, what: &'static str, found: i64, supported: i64 },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    /// A record that could not be encoded (a bug, never the operator's input).
+    #[error("cannot encode {what}: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
+    /// The team store's server said no, or the connection broke, while doing `context`.
+    #[error("team store: {context}: {}", crate::steps::pg::describe_error(.source))]
+    Postgres { context: &'static str, source: tokio_postgres::Error },
+    /// The team store cannot be reached or used at all (no connection, its thread gone).
+    #[error("team store: {message}")]
+    TeamStore { message: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -114,9 +135,9 @@ impl FileStore {
     ) -> Result<RunDir, StateError> {
         let dir = self.run_dir(&meta.run_id);
         if dir.exists() {
-            return Err(StateError::Corrupt {
-                path: dir.display().to_string(),
-                message: format!("run `{}` already exists; choose another --run-id or `resume` it", meta.run_id),
+            return Err(StateError::RunExists {
+                run_id: meta.run_id.clone(),
+                store: self.root.join("runs").display().to_string(),
             });
         }
         // Step outputs, SQL rows and errors are for the operators, not every local user.
@@ -159,12 +180,11 @@ impl FileStore {
         let meta: RunMeta = serde_json::from_slice(&bytes)
             .map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })?;
         if meta.format_version != JOURNAL_VERSION {
-            return Err(StateError::Corrupt {
+            return Err(StateError::Version {
                 path: path.display().to_string(),
-                message: format!(
-                    "state format version {} is not supported by this runbook (it reads {JOURNAL_VERSION})",
-                    meta.format_version
-                ),
+                what: "state format",
+                found: meta.format_version.into(),
+                supported: JOURNAL_VERSION.into(),
             });
         }
         Ok(meta)
@@ -198,8 +218,7 @@ impl FileStore {
         let path = self.existing(run_id)?.join("journal.jsonl");
         let text = fs::read_to_string(&path).map_err(io_err(&path))?;
         let mut lines = text.lines();
-        check_header(lines.next().unwrap_or_default())
-            .map_err(|message| StateError::Corrupt { path: path.display().to_string(), message })?;
+        check_header(&path, lines.next().unwrap_or_default())?;
         // A torn last line (a crash mid-write) is not an event.
         Ok(lines.filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
@@ -332,7 +351,7 @@ fn load_state(dir: &Path) -> Result<RunState, StateError> {
     let corrupt = |message: String| StateError::Corrupt { path: journal_path.display().to_string(), message };
     let mut lines = BufReader::new(file).lines().enumerate().peekable();
     match lines.next() {
-        Some((_, Ok(header))) => check_header(&header).map_err(corrupt)?,
+        Some((_, Ok(header))) => check_header(&journal_path, &header)?,
         _ => return Err(corrupt("the journal is empty".into())),
     }
     while let Some((n, line)) = lines.next() {
@@ -358,21 +377,24 @@ fn load_state(dir: &Path) -> Result<RunState, StateError> {
     state.ok_or_else(|| corrupt("the journal has no run_started event".into()))
 }
 
-fn check_header(line: &str) -> Result<(), String> {
+fn check_header(path: &Path, line: &str) -> Result<(), StateError> {
     #[derive(Deserialize)]
     struct Header {
         format: String,
         version: u32,
     }
-    let h: Header = serde_json::from_str(line).map_err(|e| format!("not a runbook journal: {e}"))?;
+    let corrupt = |message: String| StateError::Corrupt { path: path.display().to_string(), message };
+    let h: Header = serde_json::from_str(line).map_err(|e| corrupt(format!("not a runbook journal: {e}")))?;
     if h.format != JOURNAL_FORMAT {
-        return Err(format!("not a runbook journal (format `{}`)", h.format));
+        return Err(corrupt(format!("not a runbook journal (format `{}`)", h.format)));
     }
     if h.version != JOURNAL_VERSION {
-        return Err(format!(
-            "journal format version {} is not supported by this runbook (it reads version {JOURNAL_VERSION}); use the runbook release that wrote it",
-            h.version
-        ));
+        return Err(StateError::Version {
+            path: path.display().to_string(),
+            what: "journal format",
+            found: h.version.into(),
+            supported: JOURNAL_VERSION.into(),
+        });
     }
     Ok(())
 }
@@ -408,8 +430,10 @@ impl Journal {
     }
 
     pub fn append(&mut self, ev: &Event) -> Result<(), StateError> {
-        serde_json::to_writer(&mut self.out, &*super::redacted(ev))
-            .map_err(|e| StateError::Io { path: self.path.display().to_string(), source: e.into() })?;
+        serde_json::to_writer(&mut self.out, &*super::redacted(ev)).map_err(|e| match e.is_io() {
+            true => StateError::Io { path: self.path.display().to_string(), source: e.into() },
+            false => StateError::Encode { what: "an event", source: e },
+        })?;
         self.out.write_all(b"\n").map_err(io_err(&self.path))?;
         self.dirty = true;
         Ok(())
@@ -453,7 +477,7 @@ fn complete_prefix_len(path: &Path, len: u64) -> io::Result<u64> {
 impl RunDir {
     pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(&*super::redacted(state))
-            .map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
+            .map_err(|source| StateError::Encode { what: "the state snapshot", source })?;
         write_durable(&self.dir.join("state.json"), &bytes)?;
         sync_dir(&self.dir);
         Ok(())

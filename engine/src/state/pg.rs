@@ -31,15 +31,23 @@ struct Worker {
     client: tokio_postgres::Client,
 }
 
-fn err(e: impl std::fmt::Display) -> StateError {
-    StateError::Corrupt { path: "team store".into(), message: e.to_string() }
+fn unusable(message: impl std::fmt::Display) -> StateError {
+    StateError::TeamStore { message: message.to_string() }
 }
 
-fn db(e: tokio_postgres::Error) -> StateError {
-    match e.as_db_error() {
-        Some(d) => err(format!("{} (SQLSTATE {})", d.message(), d.code().code())),
-        None => err(e),
-    }
+fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StateError {
+    move |source| StateError::Postgres { context, source }
+}
+
+/// Names a statement in an error by its head (`select event from runbook_events`), not
+/// its whole text.
+fn head(sql: &'static str) -> &'static str {
+    let first = sql.lines().next().unwrap_or(sql).trim();
+    first.split(" where ").next().unwrap_or(first)
+}
+
+fn corrupt(run_id: &str, message: String) -> StateError {
+    StateError::Corrupt { path: format!("team store, run `{run_id}`"), message }
 }
 
 #[derive(Clone)]
@@ -60,14 +68,14 @@ impl PgStore {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(err(e)));
+                        let _ = ready_tx.send(Err(unusable(format!("cannot start its connection thread: {e}"))));
                         return;
                     }
                 };
                 let client = match rt.block_on(crate::steps::pg::connect(&url)) {
                     Ok((c, _)) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(err(format!("{e}"))));
+                        let _ = ready_tx.send(Err(unusable(format!("cannot connect: {e}"))));
                         return;
                     }
                 };
@@ -77,8 +85,8 @@ impl PgStore {
                     job(&mut w);
                 }
             })
-            .map_err(err)?;
-        ready_rx.recv().map_err(|_| err("the team store's connection thread died"))??;
+            .map_err(|e| unusable(format!("cannot start its connection thread: {e}")))?;
+        ready_rx.recv().map_err(|_| unusable("its connection thread died"))??;
         Ok(PgStore { jobs, ttl })
     }
 
@@ -92,14 +100,14 @@ impl PgStore {
             .send(Box::new(move |w| {
                 let _ = tx.send(f(w));
             }))
-            .map_err(|_| err("the team store's connection is closed"))?;
-        rx.recv().map_err(|_| err("the team store's connection is closed"))?
+            .map_err(|_| unusable("its connection is closed"))?;
+        rx.recv().map_err(|_| unusable("its connection is closed"))?
     }
 
     fn query(&self, sql: &'static str, params: Vec<String>) -> Result<Vec<Vec<Option<String>>>, StateError> {
         self.call(move |w| {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-            let rows = w.rt.block_on(w.client.query(sql, &refs)).map_err(db)?;
+            let rows = w.rt.block_on(w.client.query(sql, &refs)).map_err(db(head(sql)))?;
             Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect()).collect())
         })
     }
@@ -112,7 +120,7 @@ impl PgStore {
         rows.into_iter()
             .map(|r| {
                 serde_json::from_str(r[0].as_deref().unwrap_or("null"))
-                    .map_err(|e| err(format!("run {run_id}: a bad event: {e}")))
+                    .map_err(|e| corrupt(run_id, format!("a bad event: {e}")))
             })
             .collect()
     }
@@ -134,13 +142,14 @@ impl PgStore {
                 None => state = RunState::new(&ev),
             }
         }
-        let state = state.ok_or_else(|| err(format!("run {run_id} has no events")))?;
+        let state = state.ok_or_else(|| corrupt(run_id, "the run has no events".into()))?;
         Ok((state, held))
     }
 
     fn hold(&self, run_id: &str, create: Option<(&RunMeta, &str, &Value)>) -> Result<Box<dyn HeldRun>, StateError> {
         let me = LockHolder { pid: std::process::id(), host: hostname(), since: jiff::Timestamp::now().to_string() };
-        let me_json = serde_json::to_string(&me).map_err(err)?;
+        let me_json =
+            serde_json::to_string(&me).map_err(|source| StateError::Encode { what: "the lease holder", source })?;
         let ttl = self.ttl.as_secs_f64().to_string();
         let previous = match create {
             Some((meta, text, inputs)) => {
@@ -153,10 +162,7 @@ impl PgStore {
                     params,
                 )?;
                 if inserted.is_empty() {
-                    return Err(err(format!(
-                        "run `{}` already exists; choose another --run-id or `resume` it",
-                        meta.run_id
-                    )));
+                    return Err(StateError::RunExists { run_id: meta.run_id.clone(), store: "the team store".into() });
                 }
                 None
             }
@@ -164,14 +170,14 @@ impl PgStore {
                 let run = run_id.to_owned();
                 let me_json = me_json.clone();
                 self.call(move |w| {
-                    let tx = w.rt.block_on(w.client.transaction()).map_err(db)?;
+                    let tx = w.rt.block_on(w.client.transaction()).map_err(db("taking the run's lease"))?;
                     let row = w
                         .rt
                         .block_on(tx.query_opt(
                             "select holder, (lease_until > now()) from runbook_runs where run_id = $1 for update",
                             &[&run],
                         ))
-                        .map_err(db)?
+                        .map_err(db("taking the run's lease"))?
                         .ok_or_else(|| StateError::NotFound { run_id: run.clone(), dir: "the team store".into() })?;
                     let holder: Option<String> = row.get(0);
                     let live: Option<bool> = row.get(1);
@@ -183,8 +189,8 @@ impl PgStore {
                         "update runbook_runs set holder = $2, lease_until = now() + $3::text::float8 * interval '1 second' where run_id = $1",
                         &[&run, &me_json, &ttl],
                     ))
-                    .map_err(db)?;
-                    w.rt.block_on(tx.commit()).map_err(db)?;
+                    .map_err(db("taking the run's lease"))?;
+                    w.rt.block_on(tx.commit()).map_err(db("taking the run's lease"))?;
                     Ok(previous)
                 })?
             }
@@ -253,17 +259,22 @@ fn migrate(w: &mut Worker) -> Result<(), StateError> {
              run_id text not null references runbook_runs (run_id) on delete cascade,
              seq bigint not null, event text not null, primary key (run_id, seq));",
     ))
-    .map_err(db)?;
-    let rows = w.rt.block_on(w.client.query("select version from runbook_schema", &[])).map_err(db)?;
+    .map_err(db("creating its tables"))?;
+    let rows =
+        w.rt.block_on(w.client.query("select version from runbook_schema", &[]))
+            .map_err(db("reading its schema version"))?;
     match rows.first().map(|r| r.get::<_, i32>(0)) {
         None => {
             w.rt.block_on(w.client.execute("insert into runbook_schema (version) values ($1)", &[&SCHEMA_VERSION]))
-                .map_err(db)?;
+                .map_err(db("writing its schema version"))?;
         }
         Some(v) if v > SCHEMA_VERSION => {
-            return Err(err(format!(
-                "the team store has schema version {v}; this runbook reads up to {SCHEMA_VERSION}: use a newer runbook"
-            )));
+            return Err(StateError::Version {
+                path: "team store".into(),
+                what: "schema",
+                found: v.into(),
+                supported: SCHEMA_VERSION.into(),
+            });
         }
         Some(_) => {}
     }
@@ -297,7 +308,8 @@ impl EventLog for PgRun {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = serde_json::to_string(&self.pending).map_err(err)?;
+        let batch =
+            serde_json::to_string(&self.pending).map_err(|source| StateError::Encode { what: "events", source })?;
         let n = self.pending.len();
         // Only the lease holder may write, checked in the same statement.
         let rows = self.store.query(
@@ -335,7 +347,8 @@ impl HeldRun for PgRun {
 
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
         self.flush()?;
-        let snap = serde_json::to_string(&*super::redacted(state)).map_err(err)?;
+        let snap = serde_json::to_string(&*super::redacted(state))
+            .map_err(|source| StateError::Encode { what: "the state snapshot", source })?;
         self.store.query(
             "update runbook_runs set snapshot = $2, snapshot_seq = $3::text::bigint where run_id = $1 and holder = $4 returning run_id",
             vec![self.run_id.clone(), snap, state.seq.to_string(), self.me.clone()],
@@ -406,7 +419,7 @@ impl Store for PgStore {
             .next()
             .and_then(|r| r[0].clone())
             .ok_or_else(|| StateError::NotFound { run_id: run_id.to_owned(), dir: "the team store".into() })?;
-        serde_json::from_str(&text).map_err(err)
+        serde_json::from_str(&text).map_err(|e| corrupt(run_id, format!("its inputs: {e}")))
     }
 
     fn load(&self, run_id: &str) -> Result<RunState, StateError> {
@@ -466,7 +479,7 @@ pub fn migrate_from(files: &FileStore, to: &PgStore) -> Result<(Vec<String>, Vec
             "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs) values ($1, $2, $3, $4, $5, $6, $7) returning run_id",
             params,
         )?;
-        let batch = serde_json::to_string(&events).map_err(err)?;
+        let batch = serde_json::to_string(&events).map_err(|source| StateError::Encode { what: "events", source })?;
         to.query(
             "insert into runbook_events (run_id, seq, event) select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e returning seq::text",
             vec![id.clone(), batch],

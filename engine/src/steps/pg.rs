@@ -137,20 +137,21 @@ fn connect_error(label: &str, e: &tokio_postgres::Error) -> StepError {
         .with_hint("is the server running and reachable from here (host, port, firewall)?")
 }
 
+/// PostgreSQL's own words with the SQLSTATE, or the cause of a broken connection: the
+/// error's own text says only "db error" or "error communicating with the server".
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string()),
+    }
+}
+
 /// A query error with PostgreSQL's own words (and its hint, if it gave one).
 pub fn query_error(label: &str, e: &tokio_postgres::Error) -> StepError {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut err = StepError::failed(format!("{label}: {} (SQLSTATE {})", db.message(), db.code().code()));
-            if let Some(h) = db.hint() {
-                err = err.with_hint(h.to_owned());
-            }
-            err
-        }
-        None => StepError::failed(format!(
-            "{label}: {}",
-            e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
-        )),
+    let err = StepError::failed(format!("{label}: {}", describe_error(e)));
+    match e.as_db_error().and_then(|db| db.hint()) {
+        Some(h) => err.with_hint(h.to_owned()),
+        None => err,
     }
 }
 
