@@ -85,14 +85,10 @@ fn start_browser(profile: &std::path::Path, url: &str) -> (Browser, u16) {
     let browser = Browser { child };
     // With port 0 chromium picks one and writes it as the first line of this file.
     let file = profile.join("DevToolsActivePort");
-    let t = Instant::now();
-    loop {
-        if let Some(port) = std::fs::read_to_string(&file).ok().and_then(|s| s.lines().next()?.parse().ok()) {
-            return (browser, port);
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "chromium never opened its DevTools port");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let port = crate::support::eventually("chromium never opened its DevTools port", Duration::from_secs(60), || {
+        std::fs::read_to_string(&file).ok().and_then(|s| s.lines().next()?.parse().ok())
+    });
+    (browser, port)
 }
 
 /// The DevTools websocket of the tab showing `url_part`.
@@ -206,11 +202,7 @@ fn a_browser_follows_a_run_live() {
     env.write("p.yaml", PLAYBOOK);
     let srv = Server::start(&env, None);
     let mut exec = Reap(env.command(&["exec", "p.yaml", "--run-id", "live1"]).stdout(Stdio::null()).spawn().unwrap());
-    let t = Instant::now();
-    while !env.path("started").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_for(&env, "started");
     let profile = env.path("chromium-profile");
     let (_browser, port) = start_browser(&profile, &srv.url("/runs/live1"));
     let ws = page_socket(port, "/runs/live1");

@@ -198,14 +198,7 @@ async fn check_status_endpoints_and_rollback_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_secret_sets_a_generated_value_that_is_never_written_down() {
     let infisical = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/auth/universal-auth/login"))
-        .and(wiremock::matchers::body_json(json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
-        ))
-        .mount(&infisical)
-        .await;
+    crate::providers::infisical_login(&infisical).await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/secrets/STRIPE_KEY"))
         .and(header("authorization", "Bearer at-123"))
@@ -279,7 +272,7 @@ impl Redis {
     pub(crate) fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::pg_cluster::free_port();
-        let mut child = std::process::Command::new("redis-server")
+        let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -296,15 +289,10 @@ impl Redis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis(child, port, dir);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start");
+        // Owned before the wait, so a redis-server that never listens is still killed.
+        let redis = Redis(child, port, dir);
+        crate::support::listening("redis-server did not start", port);
+        redis
     }
 }
 

@@ -300,12 +300,9 @@ fn ctrl_c_stops_the_drill_after_the_run_checkpointed_and_resume_finishes_it() {
     cmd.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let journal = env.path(".runbook/runs/d6-slow/journal.jsonl");
-    for _ in 0..200 {
-        if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("step_started")) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    crate::support::eventually("the slow playbook's step never started", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("step_started")).then_some(())
+    });
     // SAFETY: signalling the process group of our own child.
     unsafe {
         libc::kill(-(child.id() as i32), libc::SIGINT);

@@ -113,16 +113,7 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
     // Infisical with a change-approval policy on the secret: the PATCH opens a change request
     // instead of rotating (https://infisical.com/docs/documentation/platform/pr-workflows).
     let infisical = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/auth/universal-auth/login"))
-        .and(wiremock::matchers::body_json(
-            serde_json::json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"}),
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
-        ))
-        .mount(&infisical)
-        .await;
+    crate::providers::infisical_login(&infisical).await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/secrets/GUARDED"))
         .and(header("authorization", "Bearer at-123"))
@@ -330,14 +321,7 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
     // .../secrets/update): login with the machine identity, then PATCH the secret with the
     // bearer token it returned.
     let infisical = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/auth/universal-auth/login"))
-        .and(wiremock::matchers::body_json(json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
-        ))
-        .mount(&infisical)
-        .await;
+    crate::providers::infisical_login(&infisical).await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/secrets/STRIPE_KEY"))
         .and(header("authorization", "Bearer at-123"))

@@ -15,18 +15,9 @@ pub struct Cluster {
     pub others: std::cell::RefCell<Vec<PathBuf>>,
 }
 
+/// The engine's own lookup, so the tests run the programs a step would run.
 pub fn bin(name: &str) -> PathBuf {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .collect();
-    versions.sort();
-    match versions.pop() {
-        Some((_, dir)) => dir.join(name),
-        None => name.into(),
-    }
+    runbook::steps::pg::program(name)
 }
 
 fn root_user() -> bool {
@@ -192,13 +183,12 @@ impl Cluster {
     /// Forces the current WAL segment into the archive and waits until it is there.
     pub fn archive_now(&self) {
         let segment = self.psql("select pg_walfile_name(pg_switch_wal())");
-        for _ in 0..200 {
-            if self.path("archive").join(&segment).exists() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("segment {segment} was never archived");
+        let archived = self.path("archive").join(&segment);
+        crate::support::eventually(
+            &format!("segment {segment} was never archived"),
+            std::time::Duration::from_secs(10),
+            || archived.exists().then_some(()),
+        );
     }
 
     /// The server's clock, as RFC 3339.

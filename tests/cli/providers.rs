@@ -371,19 +371,26 @@ async fn failing_webhook_is_a_warning_and_the_run_succeeds() {
     slack.verify().await;
 }
 
-/// Infisical (https://infisical.com/docs/api-reference): universal-auth login, then
-/// `GET /api/v4/secrets` (https://infisical.com/docs/api-reference/endpoints/secrets/list)
-/// with the access token; the list only for the right project, environment and path.
-pub(crate) async fn infisical() -> MockServer {
-    let server = MockServer::start().await;
+/// Infisical's universal-auth login
+/// (https://infisical.com/docs/api-reference/endpoints/universal-auth/login): only the
+/// test's machine identity gets the access token `at-123`, which the other fakes require.
+pub(crate) async fn infisical_login(server: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/api/v1/auth/universal-auth/login"))
         .and(body_json(json!({"clientId": "machine-id", "clientSecret": "machine-secret-xyz"})))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             json!({"accessToken": "at-123", "expiresIn": 7200, "accessTokenMaxTTL": 7200, "tokenType": "Bearer"}),
         ))
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+/// Infisical (https://infisical.com/docs/api-reference): universal-auth login, then
+/// `GET /api/v4/secrets` (https://infisical.com/docs/api-reference/endpoints/secrets/list)
+/// with the access token; the list only for the right project, environment and path.
+pub(crate) async fn infisical() -> MockServer {
+    let server = MockServer::start().await;
+    infisical_login(&server).await;
     Mock::given(method("GET"))
         .and(path("/api/v4/secrets"))
         .and(header("authorization", "Bearer at-123"))

@@ -71,21 +71,16 @@ impl Moto {
             ),
         }
         let port = crate::pg_cluster::free_port();
-        let mut child = std::process::Command::new(&server)
+        let child = std::process::Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("moto_server runs (bash .ci/run installs it into .ci/venv; or set MOTO_SERVER)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Moto(child, port);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("moto_server did not start");
+        // Owned before the wait, so a server that never listens is still killed.
+        let moto = Moto(child, port);
+        crate::support::listening("moto_server did not start", port);
+        moto
     }
 
     pub(crate) fn endpoint(&self) -> String {

@@ -289,11 +289,7 @@ fn watching_never_takes_the_lock() {
     );
     let srv = Server::start(&env, None);
     let mut exec = Reap(env.command(&["exec", "p.yaml", "--run-id", "h1"]).stdout(Stdio::null()).spawn().unwrap());
-    let t = Instant::now();
-    while !env.path("started").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "the step never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_for(&env, "started");
     let v = srv.json("/api/runs/h1");
     assert_eq!(v["status"], "running", "{v}");
     let driver = v["driven_by"].as_str().unwrap_or_else(|| panic!("no driver shown: {v}"));

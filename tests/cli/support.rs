@@ -109,13 +109,30 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Waits until a file appears in the temp dir (a step's marker that it has started).
-pub fn wait_for(env: &Env, file: &str) {
+/// The one wait loop of the tests: polls `ready` until it gives a value, and fails the
+/// test with `what` (what never happened) after `limit`. A wait that gives up silently
+/// would let the test go on to assert against a state that never came.
+pub fn eventually<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
     let t = Instant::now();
-    while !env.path(file).exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{file} never appeared");
+    loop {
+        if let Some(v) = ready() {
+            return v;
+        }
+        assert!(t.elapsed() < limit, "{what} (waited {limit:?})");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until something listens on a local port (a server the test started).
+pub fn listening(what: &str, port: u16) {
+    eventually(what, Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(())
+    });
+}
+
+/// Waits until a file appears in the temp dir (a step's marker that it has started).
+pub fn wait_for(env: &Env, file: &str) {
+    eventually(&format!("{file} never appeared"), Duration::from_secs(20), || env.path(file).exists().then_some(()));
 }
 
 /// One command, with its whole stdout, stderr and exit code compared (as just's `Test`):

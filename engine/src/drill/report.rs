@@ -180,7 +180,7 @@ fn s(v: &Value) -> String {
 }
 
 fn ms(v: &Value) -> String {
-    v.as_u64().map(|m| crate::report::human_duration(std::time::Duration::from_millis(m))).unwrap_or_else(|| "-".into())
+    crate::playbook::human_ms(v.as_u64())
 }
 
 fn objective(o: &Value, target: &str, measured: &str, result: &str) -> String {

@@ -1,4 +1,5 @@
-//! Durations as SREs write them: `30s`, `5m`, `2h`, `1h30m`, `250ms`, `0s`.
+//! Durations as SREs write them: `30s`, `5m`, `2h`, `1h30m`, `250ms`, `0s`; and the one
+//! home of durations shown to people and measured between two recorded timestamps.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,6 +61,32 @@ pub fn format_duration(d: Duration) -> String {
         out.push_str(&format!("{rem}ms"));
     }
     out
+}
+
+/// An elapsed time for people, to a tenth of a second or to the minute (`850ms`, `4.2s`,
+/// `3m05s`, `1h02m`): rounded, unlike [`format_duration`], which writes playbook syntax.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        let s = d.as_secs();
+        if s < 3600 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{}h{:02}m", s / 3600, s / 60 % 60) }
+    }
+}
+
+/// The time between two recorded RFC 3339 timestamps; none if either is missing or
+/// unreadable, or if the second comes first.
+pub fn between(from: Option<&str>, to: Option<&str>) -> Option<Duration> {
+    let (a, b): (jiff::Timestamp, jiff::Timestamp) = (from?.parse().ok()?, to?.parse().ok()?);
+    Duration::try_from(b.duration_since(a)).ok()
+}
+
+/// A duration in milliseconds from a report or a view (a JSON number), `-` when absent.
+pub fn human_ms(ms: Option<u64>) -> String {
+    ms.map(|m| human_duration(Duration::from_millis(m))).unwrap_or_else(|| "-".into())
 }
 
 impl fmt::Display for Dur {

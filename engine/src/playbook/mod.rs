@@ -16,6 +16,6 @@ pub mod schema;
 pub(crate) use check::describe_at;
 pub use check::{LoadError, MAX_FILE_BYTES, hex, load, load_str};
 pub use diag::Diagnostic;
-pub use duration::{Dur, format_duration, parse_duration};
+pub use duration::{Dur, between, format_duration, human_duration, human_ms, parse_duration};
 pub use model::{Playbook, Retry, Step, When};
 pub use raw::{Backoff, InputType, RawInput, RawObjectives, RpoValue, Trigger};

@@ -3,8 +3,7 @@
 //! manual follow-ups the DR procedure requires. Built from the run's state (already
 //! redacted) and the playbook saved with it.
 
-use super::live::human_duration;
-use crate::playbook::{Playbook, RpoValue, format_duration};
+use crate::playbook::{Playbook, RpoValue, format_duration, human_ms};
 use crate::state::{RunState, RunStatus, StepStatus};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -44,8 +43,7 @@ fn ts(s: &str) -> Option<jiff::Timestamp> {
 }
 
 fn between(a: &Option<String>, b: &Option<String>) -> Option<Duration> {
-    let (a, b) = (ts(a.as_deref()?)?, ts(b.as_deref()?)?);
-    Duration::try_from(b.duration_since(a)).ok()
+    crate::playbook::between(a.as_deref(), b.as_deref())
 }
 
 pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
@@ -180,7 +178,7 @@ fn objectives(pb: &Playbook, state: &RunState, total: Option<Duration>, restores
 }
 
 fn ms(v: &Value) -> String {
-    v.as_u64().map(|m| human_duration(Duration::from_millis(m))).unwrap_or_else(|| "-".into())
+    human_ms(v.as_u64())
 }
 
 /// Timestamps to the second, for people.

@@ -1,6 +1,7 @@
 //! The live view of a run.
 
 use crate::exec::Sink;
+use crate::playbook::human_duration;
 use crate::state::{Event, EventKind, StepStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -190,17 +191,5 @@ impl Sink for LiveReporter {
                 self.line(&t);
             }
         }
-    }
-}
-
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        let s = d.as_secs();
-        if s < 3600 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{}h{:02}m", s / 3600, s / 60 % 60) }
     }
 }

@@ -1,16 +1,8 @@
 //! Static views: `show`, `runs`, `plan`.
 
-use super::live::human_duration;
-use crate::playbook::{Playbook, RpoValue, Trigger, When, format_duration};
+use crate::playbook::{Playbook, RpoValue, Trigger, When, between, format_duration, human_duration};
 use crate::state::{RunState, RunSummary};
 use serde_json::{Value, json};
-
-fn span(a: &Option<String>, b: &Option<String>) -> Option<std::time::Duration> {
-    let a: jiff::Timestamp = a.as_deref()?.parse().ok()?;
-    let b: jiff::Timestamp = b.as_deref()?.parse().ok()?;
-    let d = b.duration_since(a);
-    std::time::Duration::try_from(d).ok()
-}
 
 pub fn show_json(s: &RunState) -> Value {
     let steps: Vec<Value> = s
@@ -44,7 +36,8 @@ pub fn show_json(s: &RunState) -> Value {
 
 pub fn show_text(s: &RunState) -> String {
     let mut out = format!("run {}  playbook {}  {}\n", s.run_id, s.playbook, s.status.as_str());
-    let total = span(&Some(s.started_at.clone()), &s.finished_at).map(human_duration).unwrap_or_else(|| "-".into());
+    let total =
+        between(Some(&s.started_at), s.finished_at.as_deref()).map(human_duration).unwrap_or_else(|| "-".into());
     out.push_str(&format!(
         "started {}  finished {}  took {total}\n\n",
         s.started_at,
@@ -56,7 +49,9 @@ pub fn show_text(s: &RunState) -> String {
         "STEP", "TYPE", "STATUS", "ATTEMPTS", "TOOK"
     ));
     for (id, st) in &s.steps {
-        let took = span(&st.started_at, &st.finished_at).map(human_duration).unwrap_or_else(|| "-".into());
+        let took = between(st.started_at.as_deref(), st.finished_at.as_deref())
+            .map(human_duration)
+            .unwrap_or_else(|| "-".into());
         let note = st.error.as_deref().or(st.reason.as_deref()).unwrap_or("");
         let note = note.lines().next().unwrap_or("");
         out.push_str(&format!(

@@ -3,11 +3,10 @@
 //! API printed, and must never become markup in the incident channel's browsers.
 
 use super::view::{NODE_H, NODE_W, RunView};
-use crate::report::human_duration;
+use crate::playbook::human_ms;
 use crate::state::RunSummary;
 use serde_json::Value;
 use std::fmt::Write;
-use std::time::Duration;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -34,7 +33,7 @@ fn t(s: Option<&str>) -> String {
 }
 
 fn ms(v: Option<u64>) -> String {
-    v.map(|m| human_duration(Duration::from_millis(m))).unwrap_or_else(|| "-".into())
+    human_ms(v)
 }
 
 fn value_text(v: &Value) -> String {

@@ -7,7 +7,6 @@ use crate::report::incident;
 use crate::state::{RunState, RunStatus, StepStatus};
 use serde::Serialize;
 use serde_json::Value;
-use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 pub struct RunView {
@@ -114,13 +113,8 @@ const GAP_X: u32 = 24;
 const GAP_Y: u32 = 48;
 const MARGIN: u32 = 12;
 
-fn ts(s: &str) -> Option<jiff::Timestamp> {
-    s.parse().ok()
-}
-
 fn span_ms(a: Option<&str>, b: Option<&str>) -> Option<u64> {
-    let d = ts(b?)?.duration_since(ts(a?)?);
-    Duration::try_from(d).ok().map(|d| d.as_millis() as u64)
+    crate::playbook::between(a, b).map(|d| d.as_millis() as u64)
 }
 
 fn finished(status: RunStatus) -> bool {

@@ -13,7 +13,7 @@
 //! Both are reduced to Statuspage's `indicator` (Better Stack degraded → minor, downtime →
 //! major), so playbooks test one thing: `steps.x.outputs.indicator in ['major', 'critical']`.
 
-use super::http::error_chain;
+use super::support::error_chain;
 use super::support::{MAX_CAPTURE, read_body_capped};
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;

@@ -3,7 +3,7 @@
 //! PGPASSWORD, never on a command line.
 
 use super::pg;
-use super::pitr::pg_command;
+use super::pg::pg_command;
 use super::support::tail_lines;
 use super::{Outputs, StepContext, StepError, TypedStep};
 use schemars::JsonSchema;

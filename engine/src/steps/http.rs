@@ -1,6 +1,6 @@
 //! `http`: any HTTP request; outputs status, headers, body and the JSON body.
 
-use super::support::{CUT_OVERLAP, MAX_CAPTURE, body_text, read_body_capped};
+use super::support::{CUT_OVERLAP, MAX_CAPTURE, body_text, error_chain, read_body_capped};
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -157,19 +157,4 @@ impl TypedStep for Http {
         }
         Ok(outputs)
     }
-}
-
-/// reqwest hides the cause (connection refused, DNS) in the source chain.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        src = s.source();
-    }
-    msg
 }

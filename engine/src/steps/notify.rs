@@ -9,7 +9,7 @@
 //! goes on with a warning in the journal and the report. The webhook URL is a credential
 //! (Slack's is the secret): errors name only its origin.
 
-use super::http::error_chain;
+use super::support::error_chain;
 use super::support::url_origin;
 use super::{Outputs, StepContext, StepError, TypedStep};
 use indexmap::IndexMap;

@@ -132,8 +132,7 @@ fn connect_error(label: &str, e: &tokio_postgres::Error) -> StepError {
         };
         return StepError::failed(format!("cannot connect to {label}: {}", db.message())).with_hint(hint);
     }
-    let cause = e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-    StepError::failed(format!("cannot connect to {label}: {cause}"))
+    StepError::failed(format!("cannot connect to {label}: {}", describe_error(e)))
         .with_hint("is the server running and reachable from here (host, port, firewall)?")
 }
 
@@ -378,6 +377,21 @@ pub fn program(name: &str) -> std::path::PathBuf {
         .collect();
     versions.sort();
     versions.pop().map(|(_, p)| p).unwrap_or_else(|| name.into())
+}
+
+/// A command for a PostgreSQL program, dropped to `user` with runuser(1) when given.
+pub fn pg_command(program: &str, user: Option<&str>) -> tokio::process::Command {
+    let prog = self::program(program);
+    let mut c = match user {
+        Some(u) => {
+            let mut c = tokio::process::Command::new("runuser");
+            c.args(["-u", u, "--"]).arg(prog);
+            c
+        }
+        None => tokio::process::Command::new(prog),
+    };
+    c.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    c
 }
 
 /// How plans name a database: `user@host:port/db`, or the text as given (without any

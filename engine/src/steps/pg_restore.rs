@@ -15,7 +15,7 @@
 //! has exited cleanly: a dump cut short rolls back instead of committing half the rows.
 
 use super::pg;
-use super::pitr::pg_command;
+use super::pg::pg_command;
 use super::support::tail_lines;
 use super::{Outputs, ParamError, StepContext, StepError, TypedStep};
 use schemars::JsonSchema;

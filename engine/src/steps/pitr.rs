@@ -10,14 +10,13 @@
 //! `provider: supabase` asks the Supabase Management API for a PITR restore of the project
 //! and waits until the project is healthy again.
 
-use super::pg;
+use super::pg::{self, pg_command};
 use super::saas::Api;
 use super::{Outputs, StepContext, StepError, TypedStep};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 pub struct Pitr;
@@ -175,21 +174,6 @@ fn run_as(os_user: &Option<String>) -> Option<String> {
         None if root => Some("postgres".into()),
         _ => None,
     }
-}
-
-/// A command for a PostgreSQL program, dropped to `user` with runuser(1) when given.
-pub fn pg_command(program: &str, user: Option<&str>) -> tokio::process::Command {
-    let prog = pg::program(program);
-    let mut c = match user {
-        Some(u) => {
-            let mut c = tokio::process::Command::new("runuser");
-            c.args(["-u", u, "--"]).arg(prog);
-            c
-        }
-        None => tokio::process::Command::new(prog),
-    };
-    c.stdin(Stdio::null()).kill_on_drop(true);
-    c
 }
 
 async fn sh(cmd: &mut tokio::process::Command, what: &str) -> Result<String, StepError> {

@@ -4,7 +4,7 @@
 //! - other 5xx and network errors fail the step and leave retrying to its `retry:`.
 
 use super::StepError;
-use super::http::error_chain;
+use super::support::error_chain;
 use serde_json::Value;
 use std::time::Duration;
 
