@@ -1,6 +1,6 @@
 //! `runbook diff`: table tests, one pair of playbooks per kind of change and warning.
 
-use crate::support::Env;
+use crate::support::{Env, Test};
 
 const BASE: &str = concat!(
     "apiVersion: runbook/v1\nname: p\nsecrets: [DB]\n",
@@ -95,10 +95,13 @@ fn against_a_git_revision() {
     git(&["add", "p.yaml"]);
     git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "base"]);
     env.write("p.yaml", &BASE.replace("attempts: 2", "attempts: 3"));
-    let r = env.run(&["diff", "--git", "HEAD", "--", "p.yaml"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stdout.contains("warning: `restore`: retry attempts grew from 2 to 3"), "{}", r.stdout);
-    let r = env.run(&["diff", "--git", "nope", "--", "p.yaml"]);
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("git show nope:p.yaml"), "{}", r.stderr);
+    let env = Test::in_env(env).args(&["diff", "--git", "HEAD", "--", "p.yaml"]).status(1).stdout(concat!(
+            "warning: `restore`: retry attempts grew from 2 to 3\n",
+            "~ step restore: retry: {\"attempts\":2,\"delay\":\"5s\",\"backoff\":\"fixed\",\"max_delay\":null,\"until\":null} -> {\"attempts\":3,\"delay\":\"5s\",\"backoff\":\"fixed\",\"max_delay\":null,\"until\":null}\n",
+        )).run();
+    Test::in_env(env)
+        .args(&["diff", "--git", "nope", "--", "p.yaml"])
+        .status(2)
+        .stderr("error: git show nope:p.yaml: fatal: invalid object name 'nope'.\n")
+        .run();
 }

@@ -2,7 +2,7 @@
 //! resume, paused runs and secrets, over small local playbooks. The pre-launch suite
 //! against stand-ins is in `drill_e2e`.
 
-use crate::support::{Env, walk};
+use crate::support::{Env, Test, walk};
 use serde_json::Value;
 
 const STEPS: &str = r#"apiVersion: runbook/v1
@@ -55,6 +55,22 @@ fn entry<'a>(r: &'a Value, id: &str) -> &'a Value {
     r["playbooks"].as_array().and_then(|a| a.iter().find(|p| p["id"] == id)).unwrap_or_else(|| panic!("no {id} in {r}"))
 }
 
+/// What `drill suite.yaml` says of the suite in `drill_suite_problems_are_listed_with_positions`.
+const SUITE_PROBLEMS: &str = concat!(
+    "error: suite.yaml:3:1: unknown key `playbok` (did you mean `playbooks`?)\n",
+    "  hint: allowed keys: apiVersion, name, description, env, playbooks\n",
+    "suite.yaml:7:15: input `markr` is not declared by playbook restore-sim (did you mean `marker`?)\n",
+    "suite.yaml:7:32: input `token` is secret: its value does not belong in the suite\n",
+    "  hint: give it through the environment: `env: { RUNBOOK_INPUT_TOKEN: \"${VAR}\" }`\n",
+    "suite.yaml:8:21: expect_steps: playbook restore-sim has no step `verfy` (did you mean `verify`?)\n",
+    "suite.yaml:9:9: duplicate id `one` (first at line 5)\n",
+    "suite.yaml:10:11: playbook `missing.yaml`: cannot read the playbook: No such file or directory (os error 2)\n",
+    "  hint: `file` is relative to the suite's folder (.)\n",
+    "suite.yaml:14:13: playbooks[2]: `expect`: unknown value `maybe`\n",
+    "  hint: allowed values: succeeded, failed\n",
+    "7 problems found\n",
+);
+
 #[test]
 fn drill_suite_problems_are_listed_with_positions() {
     let env = env_with_playbooks();
@@ -76,38 +92,24 @@ playbooks:
     expect: maybe
 "#,
     );
-    let r = env.run(&["drill", "suite.yaml"]);
-    assert_eq!(r.code, 2, "{}", r.all());
-    let e = &r.stderr;
-    assert!(e.contains("suite.yaml:3:1: unknown key `playbok` (did you mean `playbooks`?)"), "{e}");
-    assert!(
-        e.contains("suite.yaml:7:15: input `markr` is not declared by playbook restore-sim (did you mean `marker`?)"),
-        "{e}"
-    );
-    assert!(e.contains("suite.yaml:7:32: input `token` is secret"), "{e}");
-    assert!(e.contains("RUNBOOK_INPUT_TOKEN"), "the hint says how to give a secret: {e}");
-    assert!(
-        e.contains("suite.yaml:8:21: expect_steps: playbook restore-sim has no step `verfy` (did you mean `verify`?)"),
-        "{e}"
-    );
-    assert!(e.contains("suite.yaml:9:9: duplicate id `one` (first at line 5)"), "{e}");
-    assert!(e.contains("suite.yaml:10:11: playbook `missing.yaml`: cannot read the playbook"), "{e}");
-    assert!(e.contains("suite.yaml:14:13: playbooks[2]: `expect`: unknown value `maybe`"), "{e}");
-    assert!(!e.contains("hunter2"), "a secret written in the suite is not echoed: {e}");
+    // Every problem, each with its position, and nothing else: the secret written in the
+    // suite (`hunter2`) is not echoed, and the hint says how to give it.
+    let env = Test::in_env(env).args(&["drill", "suite.yaml"]).status(2).stderr(SUITE_PROBLEMS).run();
     // Nothing ran, nothing was recorded.
     assert!(!env.path(".runbook/runs").exists());
     assert!(!env.path(".runbook/drills").exists());
-    let json = env.run(&["drill", "suite.yaml", "--output", "json"]);
-    assert_eq!(json.code, 2);
+    let env = Test::in_env(env).args(&["drill", "suite.yaml", "--output", "json"]).status(2).stdout(&format!("{}\n", serde_json::json!({"ok": false, "error": {"exit_code": 2, "message": SUITE_PROBLEMS.trim_start_matches("error: ").trim_end()}}))).run();
 
     // A playbook that is itself invalid: the suite points at the entry, the playbook's own
     // problems follow with their positions.
     env.write("bad.yaml", "apiVersion: runbook/v1\nname: bad\nsteps:\n  - id: a\n    type: shel\n");
     env.write("suite2.yaml", "apiVersion: runbook-drill/v1\nname: x\nplaybooks:\n  - { id: a, file: bad.yaml }\n");
-    let r = env.run(&["drill", "suite2.yaml", "--check"]);
-    assert_eq!(r.code, 2, "{}", r.all());
-    assert!(r.stderr.contains("suite2.yaml:4:20: playbook `bad.yaml` is invalid"), "{}", r.stderr);
-    assert!(r.stderr.contains("bad.yaml:5:11:"), "{}", r.stderr);
+    Test::in_env(env).args(&["drill", "suite2.yaml", "--check"]).status(2).stderr(concat!(
+            "error: suite2.yaml:4:20: playbook `bad.yaml` is invalid (1 problem, listed below)\n",
+            "./bad.yaml:5:11: step `a`: unknown step type `shel` (did you mean `shell`?)\n",
+            "  hint: known types: approval, check-backups, check-status, export-secrets, http, notify, pg-dump, pg-restore, pitr-restore, redis-ping, rollback-deploy, rotate-secret, s3-copy, s3-restore-versions, s3-versioning, shell, sql, verify-rls, wait\n",
+            "2 problems found\n",
+        )).run();
 }
 
 #[test]

@@ -137,7 +137,8 @@ pub fn wait_for(env: &Env, file: &str) {
 
 /// One command, with its whole stdout, stderr and exit code compared (as just's `Test`):
 /// an extra or a missing line fails, where `contains` would let it pass. By default the
-/// command must succeed and print nothing.
+/// command must succeed and print nothing. The temp dir's path reads `[TMP]` in what it
+/// prints, so messages that name a file there still compare whole.
 pub struct Test {
     env: Env,
     args: Vec<String>,
@@ -149,6 +150,11 @@ pub struct Test {
 impl Test {
     pub fn new() -> Test {
         Test { env: Env::new(), args: Vec::new(), stdout: String::new(), stderr: String::new(), status: 0 }
+    }
+
+    /// The next command of a scenario, in the environment the earlier ones left.
+    pub fn in_env(env: Env) -> Test {
+        Test { env, ..Test::new() }
     }
 
     /// A file in the temp dir the command runs in.
@@ -180,7 +186,10 @@ impl Test {
     /// Runs the command and compares everything; returns the environment for more commands.
     pub fn run(self) -> Env {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let r = self.env.run(&args);
+        let mut r = self.env.run(&args);
+        let tmp = self.env.dir.path().display().to_string();
+        r.stdout = r.stdout.replace(&tmp, "[TMP]");
+        r.stderr = r.stderr.replace(&tmp, "[TMP]");
         let mut wrong = Vec::new();
         if r.code != self.status {
             wrong.push(format!("exit code {} (want {})", r.code, self.status));

@@ -323,7 +323,12 @@ fn entry(
         Err(LoadError::Invalid(d)) => {
             diags.error(
                 at("file"),
-                format!("playbook `{}` is invalid ({} problem(s), listed below)", raw.file, d.len()),
+                format!(
+                    "playbook `{}` is invalid ({} problem{}, listed below)",
+                    raw.file,
+                    d.len(),
+                    if d.len() == 1 { "" } else { "s" }
+                ),
             );
             nested.extend(d);
             return None;

@@ -169,10 +169,13 @@ fn resolve_with(
         }
     }
     for (name, spec) in &pb.inputs {
-        if values.contains_key(name) {
+        // A value given with `-i` was either taken or already reported as bad: never also
+        // "missing" (a follow-on error that would send the operator after the wrong fix).
+        let given_here = given.iter().any(|(n, _)| n == name);
+        if values.contains_key(name) || given_here {
             continue;
         }
-        if let Some(env) = std::env::var(input_env_var(name)).ok().filter(|_| !given.iter().any(|(n, _)| n == name)) {
+        if let Some(env) = std::env::var(input_env_var(name)).ok() {
             match parse_cli_value(spec.kind, &env) {
                 Ok(v) => {
                     values.insert(name.clone(), v);
