@@ -175,7 +175,7 @@ fn resolve_with(
         if values.contains_key(name) || given_here {
             continue;
         }
-        if let Some(env) = std::env::var(input_env_var(name)).ok() {
+        if let Ok(env) = std::env::var(input_env_var(name)) {
             match parse_cli_value(spec.kind, &env) {
                 Ok(v) => {
                     values.insert(name.clone(), v);
