@@ -94,6 +94,7 @@ fn graph_plan_and_help() {
     let r = env.run(&["plan", "p.yaml", "--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(plan["levels"][1][0]["plan"], "ask for approval: ok?");
+    // The help text is clap's, wrapped to the terminal; only the exit-code section is ours.
     let r = env.run(&["--help"]);
     assert!(r.stdout.contains("Exit codes: 0 success"), "{}", r.stdout);
     let r = env.run(&["exec"]);
@@ -111,6 +112,8 @@ fn shipped_playbooks_dry_run_without_credentials() {
         }
         let r = crate::support::finish(cmd.output().unwrap());
         assert_eq!(r.code, 0, "{}: {}", f.display(), r.all());
+        // One loop over every shipped playbook, each with its own plan: the header and the
+        // unset-secret warning are what all of them share.
         assert!(r.stdout.contains("(dry run: nothing is changed)"), "{}", r.stdout);
         assert!(!env.path(".runbook").exists(), "{}: a dry run wrote state", f.display());
         let text = std::fs::read_to_string(&f).unwrap();

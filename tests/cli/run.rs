@@ -161,6 +161,7 @@ fn success_path_after_a_handler_that_did_not_fire_is_skipped() {
         events.lines().any(|l| l.contains(r#""step":"after_page""#) && l.contains(r#""skipped_by":"trigger""#)),
         "{events}"
     );
+    // `show` prints start times and durations: one line is checked, not the whole output.
     let text = env.run(&["show", "r1"]).stdout;
     assert!(text.lines().any(|l| l.starts_with("after_page") && l.contains("trigger not met: page skipped")), "{text}");
     let report = env.run(&["report", "r1", "--format", "json"]);
@@ -256,6 +257,7 @@ fn retry_after_failures_then_success() {
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(step(&show, "flaky")["attempts"], 2);
+    // A run's output carries durations; the retry line is what this test is about.
     assert!(out.contains("↻ flaky attempt 1 failed"), "{out}");
 }
 
@@ -385,6 +387,7 @@ fn ambiguous_inputs_are_refused() {
     // An optional input without a value never becomes the word "none" in a command line.
     let r = env.run(&["exec", "p.yaml", "--run-id", "o1"]);
     assert_eq!(r.code, 1, "{}", r.all());
+    // The run's output carries durations: the failure line is checked whole, not the output.
     assert!(
         r.stdout.contains(
             "✘ a failed: cannot render `with.command[1]`: optional input `opt` has no value and cannot go into text: pass `-i opt=...`, give it a default, or guard it with `{% if inputs.opt is not none %}`"
@@ -410,6 +413,7 @@ fn approval_pauses_then_resume_approves() {
     assert_eq!(show["status"], "paused");
     assert_eq!(status(&show, "go_ahead"), "waiting");
     assert_eq!(status(&show, "rollback"), "pending");
+    // The run's output carries durations: the line that says how to go on is checked.
     assert!(out.contains("runbook resume r1 --approve go_ahead"), "{out}");
     let r = env.run(&["resume", "r1", "--approve", "go_ahead"]);
     assert_eq!(r.code, 0, "{}", r.all());
