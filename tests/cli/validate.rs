@@ -265,6 +265,21 @@ fn messages_table() {
              p.yaml:6:38: step `a`: `with.fail_on`: unknown value `sometimes`\n  \
              hint: allowed values: none, degraded\n2 problems found\n",
         ),
+        // Inside a provider's `with` (an internally tagged variant) too, each at its position,
+        // and the misspelt `data_dir` is not also reported missing.
+        (
+            "steps:\n  - id: r\n    type: pitr-restore\n    with: { provider: postgres, base_backup: /b, wal_archive: /w, target_time: \"2026-01-01T00:00:00Z\", data_dri: /d, port: lots, user: 5 }\n".to_owned(),
+            "p.yaml:6:104: step `r`: `with`: unknown parameter `data_dri` (did you mean `data_dir`?)\n  \
+             hint: `pitr-restore` takes: base_backup, wal_archive, target_time, data_dir, port, user, password, os_user\n\
+             p.yaml:6:124: step `r`: `with.port`: wrong type: string \"lots\"; expected a whole number from 0 to 65535\n\
+             p.yaml:6:136: step `r`: `with.user`: wrong type: number `5`; expected a string\n3 problems found\n",
+        ),
+        (
+            "steps:\n  - id: r\n    type: pitr-restore\n    with: { provider: supabase, project_ref: [x], token: t, poll_interval: often }\n".to_owned(),
+            "p.yaml:6:33: step `r`: `with.project_ref`: wrong type: list; expected a string\n\
+             p.yaml:6:76: step `r`: `with.poll_interval`: invalid duration `often`: expected a number before `often`\n\
+             2 problems found\n",
+        ),
         // A step with neither id nor type reports both, and nothing about its type.
         (
             "steps:\n  - needs: []\n".to_owned(),

@@ -162,6 +162,12 @@ pub trait TypedStep: Send + Sync + 'static {
     fn validate(_params: &Self::Params) -> Result<(), ParamError> {
         Ok(())
     }
+    /// For parameters that are an internally tagged enum (`provider: ...`): serde reports an
+    /// error inside a variant without its path, so the variant's own parse (which has it) is
+    /// asked here. `None` for plain parameter structs, or when the tag itself is wrong.
+    fn variant_error(_params: &Value) -> Option<ParamError> {
+        None
+    }
     fn plan(params: &Self::Params) -> String;
     /// See [`StepKind::continue_on_error_default`].
     fn continue_on_error_default(_params: &Self::Params) -> bool {
@@ -174,7 +180,7 @@ pub trait TypedStep: Send + Sync + 'static {
     fn run(&self, ctx: &StepContext, params: Self::Params) -> impl Future<Output = Result<Outputs, StepError>> + Send;
 }
 
-fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, ParamError> {
+pub(crate) fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, ParamError> {
     serde_path_to_error::deserialize(params).map_err(|err| {
         let path = crate::playbook::node::segs(err.path());
         ParamError { path, message: err.into_inner().to_string() }
@@ -210,7 +216,9 @@ impl<T: TypedStep> StepKind for T {
     }
 
     fn check(&self, params: &Value) -> Result<bool, ParamError> {
-        match parse_params::<T::Params>(params) {
+        let parsed = parse_params::<T::Params>(params)
+            .map_err(|e| if e.path.is_empty() { T::variant_error(params).unwrap_or(e) } else { e });
+        match parsed {
             Ok(p) => T::validate(&p).map(|_| T::idempotent(&p)),
             // Templated values are typed at run time. serde cannot always say where the
             // error is (inside a tagged enum the path stops at the enum), but it quotes the

@@ -105,6 +105,17 @@ impl TypedStep for Pitr {
         false
     }
 
+    fn variant_error(params: &Value) -> Option<super::ParamError> {
+        let mut rest = params.as_object()?.clone();
+        let provider = rest.remove("provider")?;
+        let rest = Value::Object(rest);
+        match provider.as_str()? {
+            "postgres" => super::parse_params::<PostgresPitr>(&rest).err(),
+            "supabase" => super::parse_params::<SupabasePitr>(&rest).err(),
+            _ => None,
+        }
+    }
+
     fn validate(p: &PitrParams) -> Result<(), super::ParamError> {
         if let PitrParams::Supabase(p) = p {
             match (&p.target_time, &p.from) {
