@@ -17,16 +17,22 @@ fn playbook(name: &str) -> String {
     repo_root().join("playbooks").join(name).display().to_string()
 }
 
+/// The production data the playbooks protect: `orders` under row level security, and
+/// Supabase's auth audit log (which S4 reads for the compromise window), empty.
+fn seed(c: &Cluster, orders: u32) {
+    c.psql(&format!(
+        "create table orders (id int primary key, owner text not null, total int not null);
+         insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, {orders}) g;
+         alter table orders enable row level security;
+         create policy orders_owner on orders for select using (owner = current_user);
+         create schema auth; create table auth.audit_log_entries (id serial, payload json, created_at timestamptz default now());"
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenarios_hold() {
     let c = Cluster::start();
-    c.psql(concat!(
-        "create table orders (id int primary key, owner text not null, total int not null);",
-        "insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, 500) g;",
-        "alter table orders enable row level security;",
-        "create policy orders_owner on orders for select using (owner = current_user);",
-        "create schema auth; create table auth.audit_log_entries (id serial, payload json, created_at timestamptz default now());",
-    ));
+    seed(&c, 500);
     c.psql("create database scratch");
     let prod = c.url();
     // postgresql://postgres:PW@127.0.0.1:PORT/postgres → the same server, database `scratch`.
@@ -267,15 +273,10 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
     use crate::cloud::{Redis, summary, vercel_three};
     use serde_json::json;
     let c = Cluster::start();
-    c.psql(concat!(
-        "create table orders (id int primary key, owner text not null, total int not null);",
-        "insert into orders select g, 'u' || (g % 7), g * 10 from generate_series(1, 200) g;",
-        "alter table orders enable row level security;",
-        "create policy orders_owner on orders for select using (owner = current_user);",
-        // Supabase's auth audit log, which S4 reads for the compromise window.
-        "create schema auth; create table auth.audit_log_entries (id serial, payload json, created_at timestamptz default now());",
+    seed(&c, 200);
+    c.psql(
         "insert into auth.audit_log_entries (payload) values ('{\"actor_id\": \"u1\"}'), ('{\"actor_id\": \"u2\"}');",
-    ));
+    );
     c.psql("create database scratch");
     let prod = c.url();
     let scratch = format!("{}/scratch", prod.rsplit_once('/').unwrap().0);
