@@ -49,9 +49,9 @@ pub enum StateError {
     /// A record that could not be encoded (a bug, never the operator's input).
     #[error("cannot encode {what}: {source}")]
     Encode { what: &'static str, source: serde_json::Error },
-    /// The team store's server said no, or the connection broke, while doing `context`.
-    #[error("team store: {context}: {}", crate::steps::pg::describe_error(.source))]
-    Postgres { context: &'static str, source: tokio_postgres::Error },
+    /// The team store's server said no, or the connection broke.
+    #[error("team store: {}", crate::steps::pg::describe_error(.source))]
+    Postgres { source: tokio_postgres::Error },
     /// The team store cannot be reached or used at all (no connection, its thread gone).
     #[error("team store: {message}")]
     TeamStore { message: String },

@@ -31,21 +31,16 @@ struct Worker {
     client: tokio_postgres::Client,
 }
 
-fn unusable(message: impl std::fmt::Display) -> StateError {
-    StateError::TeamStore { message: message.to_string() }
+/// The store cannot be reached or used (no connection, its thread gone): not damage.
+fn err(e: impl std::fmt::Display) -> StateError {
+    StateError::TeamStore { message: e.to_string() }
 }
 
-fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StateError {
-    move |source| StateError::Postgres { context, source }
+fn db(source: tokio_postgres::Error) -> StateError {
+    StateError::Postgres { source }
 }
 
-/// Names a statement in an error by its head (`select event from runbook_events`), not
-/// its whole text.
-fn head(sql: &'static str) -> &'static str {
-    let first = sql.lines().next().unwrap_or(sql).trim();
-    first.split(" where ").next().unwrap_or(first)
-}
-
+/// A row that is there but cannot be read as what it should be.
 fn corrupt(run_id: &str, message: String) -> StateError {
     StateError::Corrupt { path: format!("team store, run `{run_id}`"), message }
 }
@@ -68,14 +63,14 @@ impl PgStore {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(unusable(format!("cannot start its connection thread: {e}"))));
+                        let _ = ready_tx.send(Err(err(e)));
                         return;
                     }
                 };
                 let client = match rt.block_on(crate::steps::pg::connect(&url)) {
                     Ok((c, _)) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(unusable(format!("cannot connect: {e}"))));
+                        let _ = ready_tx.send(Err(err(format!("{e}"))));
                         return;
                     }
                 };
@@ -85,8 +80,8 @@ impl PgStore {
                     job(&mut w);
                 }
             })
-            .map_err(|e| unusable(format!("cannot start its connection thread: {e}")))?;
-        ready_rx.recv().map_err(|_| unusable("its connection thread died"))??;
+            .map_err(err)?;
+        ready_rx.recv().map_err(|_| err("the team store's connection thread died"))??;
         Ok(PgStore { jobs, ttl })
     }
 
@@ -100,14 +95,14 @@ impl PgStore {
             .send(Box::new(move |w| {
                 let _ = tx.send(f(w));
             }))
-            .map_err(|_| unusable("its connection is closed"))?;
-        rx.recv().map_err(|_| unusable("its connection is closed"))?
+            .map_err(|_| err("the team store's connection is closed"))?;
+        rx.recv().map_err(|_| err("the team store's connection is closed"))?
     }
 
     fn query(&self, sql: &'static str, params: Vec<String>) -> Result<Vec<Vec<Option<String>>>, StateError> {
         self.call(move |w| {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-            let rows = w.rt.block_on(w.client.query(sql, &refs)).map_err(db(head(sql)))?;
+            let rows = w.rt.block_on(w.client.query(sql, &refs)).map_err(db)?;
             Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect()).collect())
         })
     }
@@ -148,8 +143,7 @@ impl PgStore {
 
     fn hold(&self, run_id: &str, create: Option<(&RunMeta, &str, &Value)>) -> Result<Box<dyn HeldRun>, StateError> {
         let me = LockHolder { pid: std::process::id(), host: hostname(), since: jiff::Timestamp::now().to_string() };
-        let me_json =
-            serde_json::to_string(&me).map_err(|source| StateError::Encode { what: "the lease holder", source })?;
+        let me_json = serde_json::to_string(&me).map_err(err)?;
         let ttl = self.ttl.as_secs_f64().to_string();
         let previous = match create {
             Some((meta, text, inputs)) => {
@@ -170,14 +164,14 @@ impl PgStore {
                 let run = run_id.to_owned();
                 let me_json = me_json.clone();
                 self.call(move |w| {
-                    let tx = w.rt.block_on(w.client.transaction()).map_err(db("taking the run's lease"))?;
+                    let tx = w.rt.block_on(w.client.transaction()).map_err(db)?;
                     let row = w
                         .rt
                         .block_on(tx.query_opt(
                             "select holder, (lease_until > now()) from runbook_runs where run_id = $1 for update",
                             &[&run],
                         ))
-                        .map_err(db("taking the run's lease"))?
+                        .map_err(db)?
                         .ok_or_else(|| StateError::NotFound { run_id: run.clone(), dir: "the team store".into() })?;
                     let holder: Option<String> = row.get(0);
                     let live: Option<bool> = row.get(1);
@@ -189,8 +183,8 @@ impl PgStore {
                         "update runbook_runs set holder = $2, lease_until = now() + $3::text::float8 * interval '1 second' where run_id = $1",
                         &[&run, &me_json, &ttl],
                     ))
-                    .map_err(db("taking the run's lease"))?;
-                    w.rt.block_on(tx.commit()).map_err(db("taking the run's lease"))?;
+                    .map_err(db)?;
+                    w.rt.block_on(tx.commit()).map_err(db)?;
                     Ok(previous)
                 })?
             }
@@ -259,14 +253,12 @@ fn migrate(w: &mut Worker) -> Result<(), StateError> {
              run_id text not null references runbook_runs (run_id) on delete cascade,
              seq bigint not null, event text not null, primary key (run_id, seq));",
     ))
-    .map_err(db("creating its tables"))?;
-    let rows =
-        w.rt.block_on(w.client.query("select version from runbook_schema", &[]))
-            .map_err(db("reading its schema version"))?;
+    .map_err(db)?;
+    let rows = w.rt.block_on(w.client.query("select version from runbook_schema", &[])).map_err(db)?;
     match rows.first().map(|r| r.get::<_, i32>(0)) {
         None => {
             w.rt.block_on(w.client.execute("insert into runbook_schema (version) values ($1)", &[&SCHEMA_VERSION]))
-                .map_err(db("writing its schema version"))?;
+                .map_err(db)?;
         }
         Some(v) if v > SCHEMA_VERSION => {
             return Err(StateError::Version {
@@ -308,8 +300,7 @@ impl EventLog for PgRun {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch =
-            serde_json::to_string(&self.pending).map_err(|source| StateError::Encode { what: "events", source })?;
+        let batch = serde_json::to_string(&self.pending).map_err(err)?;
         let n = self.pending.len();
         // Only the lease holder may write, checked in the same statement.
         let rows = self.store.query(
@@ -347,8 +338,7 @@ impl HeldRun for PgRun {
 
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
         self.flush()?;
-        let snap = serde_json::to_string(&*super::redacted(state))
-            .map_err(|source| StateError::Encode { what: "the state snapshot", source })?;
+        let snap = serde_json::to_string(&*super::redacted(state)).map_err(err)?;
         self.store.query(
             "update runbook_runs set snapshot = $2, snapshot_seq = $3::text::bigint where run_id = $1 and holder = $4 returning run_id",
             vec![self.run_id.clone(), snap, state.seq.to_string(), self.me.clone()],
@@ -479,7 +469,7 @@ pub fn migrate_from(files: &FileStore, to: &PgStore) -> Result<(Vec<String>, Vec
             "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs) values ($1, $2, $3, $4, $5, $6, $7) returning run_id",
             params,
         )?;
-        let batch = serde_json::to_string(&events).map_err(|source| StateError::Encode { what: "events", source })?;
+        let batch = serde_json::to_string(&events).map_err(err)?;
         to.query(
             "insert into runbook_events (run_id, seq, event) select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e returning seq::text",
             vec![id.clone(), batch],
