@@ -641,12 +641,20 @@ fn rotate_secret_needs_a_value_or_an_explicit_generate() {
     env.write("both.yaml", &pb(", value: \"{{ env.NEW }}\", generate: true"));
     env.write("given.yaml", &pb(", value: \"{{ env.NEW }}\""));
     env.write("gen.yaml", &pb(", generate: true"));
-    let r = env.run(&["validate", "none.yaml"]);
-    assert_eq!(r.code, 2, "{}", r.all());
-    assert!(r.all().contains("give `value:` (the new credential, minted at its issuer"), "{}", r.all());
-    let r = env.run(&["validate", "both.yaml"]);
-    assert_eq!(r.code, 2, "{}", r.all());
-    assert!(r.all().contains("give either `value` or `generate: true`, not both"), "{}", r.all());
+    let env = crate::support::Test::in_env(env)
+        .args(&["validate", "none.yaml"])
+        .status(2)
+        .stderr(concat!(
+            "none.yaml:6:5: step `r`: `with`: give `value:` (the new credential, minted at its issuer, from a secret ",
+            "input or an earlier step's output) or `generate: true` (only for a secret the app itself owns, such as a ",
+            "session key)\n1 problem found\n",
+        ))
+        .run();
+    let env = crate::support::Test::in_env(env)
+        .args(&["validate", "both.yaml"])
+        .status(2)
+        .stderr("both.yaml:6:122: step `r`: `with.generate`: give either `value` or `generate: true`, not both\n1 problem found\n")
+        .run();
     assert_eq!(env.run(&["validate", "given.yaml"]).code, 0);
     assert_eq!(env.run(&["validate", "gen.yaml"]).code, 0);
 }
