@@ -53,6 +53,16 @@ fn approve_and_resume(team: Option<&str>, stored: impl Fn(&Env) -> String) {
     let everything = stored(&env);
     assert!(everything.contains("token=***"), "the redacted output is not where the store keeps it");
     assert!(!everything.contains("team-secret-123"), "a secret reached the store");
+    // A new run under a taken id is refused as the operator's to fix (exit 2), and the
+    // run that has the id is left alone.
+    let store = if team.is_some() { "the team store" } else { "[TMP]/.runbook/runs" };
+    let env = crate::support::Test::in_env(env)
+        .args(&args(team, &["exec", "p.yaml", "--run-id", "a1"]))
+        .status(2)
+        .stderr(&format!("error: run `a1` already exists in {store}; choose another --run-id or `resume` it\n"))
+        .run();
+    assert_eq!(show(&env, team, "a1")["status"], "succeeded");
+    assert_eq!(env.read("first.log").lines().count(), 1);
 }
 
 /// A failed step, fixed, resumed: only what did not succeed runs again; an interrupted
