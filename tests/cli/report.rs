@@ -10,6 +10,7 @@ fn report_tells_the_story_of_a_failed_and_resumed_run() {
         concat!(
             "apiVersion: runbook/v1\nname: incident\nseverity: S4 secret compromise\nobjectives: { rto: 15m }\n",
             "secrets: [TOKEN]\n",
+            "follow_ups:\n  - Audit all logs from the compromise window\n  - \"Notify users | by mail\"\n",
             "steps:\n",
             "  - id: rotate\n    type: shell\n    with: { script: \"echo token=$TOKEN; test -f fixed\" }\n",
             "  - id: approve\n    type: approval\n    needs: [rotate]\n    with: { message: go? }\n",
@@ -26,6 +27,7 @@ fn report_tells_the_story_of_a_failed_and_resumed_run() {
     let md = env.run(&["report", "i1"]);
     assert_eq!(md.code, 0, "{}", md.all());
     let md = md.stdout;
+    // The report carries times and durations: its lines are checked one by one.
     assert!(md.starts_with("# Incident report: `incident`\n"), "{md}");
     assert!(md.contains("- severity: S4 secret compromise"), "{md}");
     assert!(md.contains("| RTO | 15m | "), "{md}");
@@ -34,8 +36,14 @@ fn report_tells_the_story_of_a_failed_and_resumed_run() {
     assert!(md.contains("| `approve` | "), "{md}");
     assert!(md.contains("(--approve approve) |"), "{md}");
     assert!(md.contains("| `optional` | wait | skipped | 0 | - | - | when `false` is false |"), "{md}");
-    assert!(md.contains("- [ ] Audit all logs from the compromise window"), "{md}");
-    assert!(md.contains("- [ ] Notify affected users if personal data was exposed"), "{md}");
+    // The report ends with the playbook's follow-ups, as written (a `|` escaped for the
+    // table-minded markdown renderers), and nothing the engine made up.
+    assert!(
+        md.ends_with(
+            "\n## Follow-ups\n\n- [ ] Audit all logs from the compromise window\n- [ ] Notify users \\| by mail\n"
+        ),
+        "{md}"
+    );
     assert!(!md.contains("tok-very-secret"), "{md}");
 
     let json = env.run(&["report", "i1", "--format", "json"]);
@@ -67,6 +75,10 @@ fn rto_warnings_during_the_run_and_a_missed_rto_in_the_report() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["objectives"]["rto_result"], "missed");
     assert_eq!(v["warnings"].as_array().unwrap().len(), 2, "{v}");
+    // No `follow_ups:` in the playbook, no follow-ups in the report (none made up).
+    assert_eq!(v["follow_ups"], serde_json::json!([]), "{v}");
+    let md = env.run(&["report", "s1"]).stdout;
+    assert!(!md.contains("Follow-ups"), "{md}");
 }
 
 // Issue 10: S4's RTO was measured to the end of the run, human audit approvals included, so

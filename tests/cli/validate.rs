@@ -280,6 +280,25 @@ fn messages_table() {
              p.yaml:6:76: step `r`: `with.poll_interval`: invalid duration `often`: expected a number before `often`\n\
              2 problems found\n",
         ),
+        // `objectives` field by field: every bad field and the stray key, each at its place.
+        (
+            "objectives: { rto: soon, restored_by: [a], rpoo: 1h }\nsteps:\n  - id: a\n    type: wait\n    with: { duration: 0s }\n".to_owned(),
+            "p.yaml:3:20: objectives: `rto`: invalid duration `soon`: expected a number before `soon`\n\
+             p.yaml:3:26: objectives: `restored_by`: wrong type: list; expected a string\n\
+             p.yaml:3:44: objectives: unknown key `rpoo` (did you mean `rpo`?)\n  \
+             hint: allowed keys: rto, rpo, restored_by\n3 problems found\n",
+        ),
+        // A bad `rto` does not hide that `restored_by` names no step.
+        (
+            "objectives: { rto: soon, restored_by: verfy }\nsteps:\n  - id: verify\n    type: wait\n    with: { duration: 0s }\n".to_owned(),
+            "p.yaml:3:20: objectives: `rto`: invalid duration `soon`: expected a number before `soon`\n\
+             p.yaml:3:39: `objectives.restored_by` names unknown step `verfy` (did you mean `verify`?)\n  \
+             hint: name the step whose success ends the outage, e.g. the last verification\n2 problems found\n",
+        ),
+        (
+            "follow_ups: [ok, 5]\nsteps:\n  - id: a\n    type: wait\n    with: { duration: 0s }\n".to_owned(),
+            "p.yaml:3:18: follow_ups: `[1]`: wrong type: number `5`; expected a string\n1 problem found\n",
+        ),
         // A step with neither id nor type reports both, and nothing about its type.
         (
             "steps:\n  - needs: []\n".to_owned(),

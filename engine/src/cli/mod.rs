@@ -237,9 +237,18 @@ fn check_approvals(pb: &Playbook, ids: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
+/// State errors by kind: what the operator must change (a held run, an unknown or a taken
+/// run id) is a usage error or refusal, exit 2; damage or an unreachable store is exit 1.
 fn state_fail(e: StateError) -> Fail {
     match e {
-        StateError::Locked { .. } | StateError::NotFound { .. } => usage(e.to_string()),
+        StateError::Locked { .. } | StateError::NotFound { .. } | StateError::RunExists { .. } => usage(e.to_string()),
+        other => Fail(EXIT_FAILED, other.to_string()),
+    }
+}
+
+fn run_fail(e: exec::RunError) -> Fail {
+    match e {
+        exec::RunError::State(e) => state_fail(e),
         other => Fail(EXIT_FAILED, other.to_string()),
     }
 }
@@ -272,10 +281,6 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         inputs: prepared.stored_inputs.clone(),
         dry_run: a.dry_run,
     };
-    // A dry run gets no run id on screen: there is no run to show or resume.
-    if mode != Mode::Json && !a.dry_run {
-        println!("run {run_id}");
-    }
     let store = store(cli)?;
     if let Ok(runs) = store.list() {
         for r in runs.iter().filter(|r| r.playbook == pb.name && r.status == crate::state::RunStatus::Running) {
@@ -288,7 +293,7 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     if a.dry_run {
         let (outcome, _) = rt
             .block_on(exec::run(&pb, &run_id, prepared, first, None, None, &mut reporter, &opts))
-            .map_err(state_fail)?;
+            .map_err(run_fail)?;
         reporter.finish();
         return Ok(exit_code(outcome));
     }
@@ -301,9 +306,14 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         created_at: started_at,
     };
     let mut held = store.create(&meta, &pb.text, &prepared.stored_inputs).map_err(state_fail)?;
+    // The id is shown once the run exists (a dry run gets none: there is no run to show or
+    // resume, nor does a refused id name one of ours).
+    if mode != Mode::Json {
+        println!("run {run_id}");
+    }
     let (outcome, state) = rt
         .block_on(exec::run(&pb, &run_id, prepared, first, None, Some(held.log()), &mut reporter, &opts))
-        .map_err(state_fail)?;
+        .map_err(run_fail)?;
     reporter.finish();
     held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))
@@ -390,7 +400,7 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     let rt = runtime()?;
     let (outcome, state) = rt
         .block_on(exec::run(&pb, &a.run_id, prepared, first, Some(state), Some(held.log()), &mut reporter, &opts))
-        .map_err(state_fail)?;
+        .map_err(run_fail)?;
     reporter.finish();
     held.write_snapshot(&state).map_err(state_fail)?;
     Ok(exit_code(outcome))

@@ -6,8 +6,8 @@
 
 use crate::playbook::diag::{Diagnostics, did_you_mean};
 use crate::playbook::inputs::{check_enum, check_value, input_env_var};
-use crate::playbook::node::{Limits, Node, NodeKind, Pos, segs};
-use crate::playbook::{self, Diagnostic, LoadError, Playbook, describe_at};
+use crate::playbook::node::{Limits, Node, NodeKind, Pos};
+use crate::playbook::{self, Diagnostic, LoadError, Playbook};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -226,16 +226,7 @@ pub fn load(path: &Path) -> Result<Suite, LoadError> {
 }
 
 fn de<T: serde::de::DeserializeOwned>(diags: &mut Diagnostics, node: &Node, what: &str) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
-        Ok(v) => Some(v),
-        Err(err) => {
-            let path = segs(err.path());
-            let message = err.into_inner().to_string();
-            let (pos, message, hint) = describe_at(node, path, &message, what, "key", "allowed keys");
-            diags.error(pos, message).hint = hint;
-            None
-        }
-    }
+    playbook::de_node(diags, node, what)
 }
 
 /// `${NAME}` references must name a variable: an unset one is found when the drill starts.

@@ -5,6 +5,7 @@
 mod attempt;
 mod dry_run;
 
+use super::RunError;
 use super::prepare::Prepared;
 use crate::playbook::{Playbook, Trigger, When, format_duration};
 use crate::state::{Event, EventKind, EventLog, RunState, RunStatus, SkipCause, StateError, StepStatus};
@@ -91,11 +92,10 @@ pub async fn run<'a>(
     journal: Option<&'a mut dyn EventLog>,
     sink: &'a mut dyn Sink,
     opts: &'a ExecOptions,
-) -> Result<(Outcome, RunState), StateError> {
+) -> Result<(Outcome, RunState), RunError> {
     let n = pb.steps.len();
     let seq = prior.as_ref().map_or(0, |s| s.seq);
-    let http = crate::steps::support::http_client()
-        .map_err(|e| StateError::Io { path: "http".into(), source: std::io::Error::other(e) })?;
+    let http = crate::steps::support::http_client().map_err(RunError::HttpClient)?;
     let placeholder_state = RunState {
         run_id: run_id.to_owned(),
         playbook: pb.name.clone(),
@@ -132,12 +132,16 @@ pub async fn run<'a>(
         run_failed: false,
         task_step: HashMap::new(),
     };
+    // Ctrl-C and SIGTERM are watched before the first event, so a run never starts unable
+    // to checkpoint on them.
+    let sigint = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal { signal: "SIGINT", source })?;
+    let sigterm = signal(SignalKind::terminate()).map_err(|source| RunError::Signal { signal: "SIGTERM", source })?;
     d.emit(first, true)?;
     for w in prepared.warnings {
         d.emit(EventKind::Warning { message: w }, false)?;
     }
     d.init_from_state();
-    d.main_loop().await
+    Ok(d.main_loop(sigint, sigterm).await?)
 }
 
 impl<'a> Dispatcher<'a> {
@@ -213,12 +217,12 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    async fn main_loop(mut self) -> Result<(Outcome, RunState), StateError> {
+    async fn main_loop(
+        mut self,
+        mut sigint: tokio::signal::unix::Signal,
+        mut sigterm: tokio::signal::unix::Signal,
+    ) -> Result<(Outcome, RunState), StateError> {
         let mut tasks: JoinSet<TaskResult> = JoinSet::new();
-        let mut sigint =
-            signal(SignalKind::interrupt()).map_err(|e| StateError::Io { path: "SIGINT".into(), source: e })?;
-        let mut sigterm =
-            signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
         let max = self.opts.max_parallel.max(1);
         let mut rto = self.rto_marks()?;
         loop {

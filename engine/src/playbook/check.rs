@@ -6,14 +6,15 @@ mod serde_msg;
 mod step_list;
 
 use refs::{PendingRefs, Scope};
-pub(crate) use serde_msg::describe_at;
+pub(crate) use serde_msg::de_node;
 use serde_msg::scalar_text;
 
 use super::diag::{Diagnostic, Diagnostics, did_you_mean};
+use super::duration::Dur;
 use super::inputs::{check_enum, check_value};
 use super::model::{Playbook, Step};
-use super::node::{Limits, Node, NodeKind, Pos, segs};
-use super::raw::{InputType, RawInput, RawObjectives};
+use super::node::{Limits, Node, NodeKind, Pos};
+use super::raw::{InputType, RawInput, RawObjectives, RpoValue};
 use crate::graph::Dag;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
@@ -82,6 +83,7 @@ pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playboo
                 inputs: parts.inputs,
                 vars: parts.vars,
                 secrets: parts.secrets,
+                follow_ups: parts.follow_ups,
                 index: parts.index,
                 dag: parts.dag.expect("no diagnostics means the DAG was built"),
                 steps: parts.steps,
@@ -115,6 +117,7 @@ struct Parts {
     inputs: IndexMap<String, RawInput>,
     vars: IndexMap<String, Value>,
     secrets: Vec<String>,
+    follow_ups: Vec<String>,
     steps: Vec<Step>,
     index: HashMap<String, usize>,
     dag: Option<Dag>,
@@ -122,8 +125,20 @@ struct Parts {
     labels: Vec<String>,
 }
 
-const TOP_KEYS: &[&str] =
-    &["apiVersion", "name", "description", "severity", "objectives", "inputs", "vars", "secrets", "steps"];
+const TOP_KEYS: &[&str] = &[
+    "apiVersion",
+    "name",
+    "description",
+    "severity",
+    "objectives",
+    "inputs",
+    "vars",
+    "secrets",
+    "follow_ups",
+    "steps",
+];
+/// The keys of `objectives`, as in [`RawObjectives`].
+const OBJECTIVE_KEYS: &[&str] = &["rto", "rpo", "restored_by"];
 /// The keys of an input declaration, as in [`RawInput`].
 const INPUT_KEYS: &[&str] = &["type", "required", "default", "secret", "description", "enum"];
 
@@ -133,33 +148,16 @@ struct Checker {
 
 impl Checker {
     fn de<T: DeserializeOwned>(&mut self, node: &Node, what: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                let path = segs(err.path());
-                let message = err.into_inner().to_string();
-                let (pos, message, hint) = describe_at(node, path, &message, what, "key", "allowed keys");
-                self.diags.error(pos, message).hint = hint;
-                None
-            }
-        }
+        de_node(&mut self.diags, node, what)
     }
 
     fn playbook(&mut self, root: &Node) -> Option<Parts> {
-        let NodeKind::Map(entries) = &root.kind else {
+        let NodeKind::Map(_) = &root.kind else {
             self.diags.error(root.pos, "a playbook is a YAML mapping").hint =
                 Some("start with `apiVersion: runbook/v1`, then `name:` and `steps:`".into());
             return None;
         };
-        for (key, _) in entries {
-            if !TOP_KEYS.contains(&key.name.as_str()) {
-                let msg = match did_you_mean(&key.name, TOP_KEYS.iter().copied()) {
-                    Some(s) => format!("unknown key `{}` (did you mean `{s}`?)", key.name),
-                    None => format!("unknown key `{}`", key.name),
-                };
-                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", TOP_KEYS.join(", ")));
-            }
-        }
+        self.known_keys(root, TOP_KEYS, "");
         let top = Pos { line: 1, col: 1 };
         match root.get("apiVersion") {
             None => self.diags.error(top, "missing `apiVersion: runbook/v1`").hint = None,
@@ -194,10 +192,11 @@ impl Checker {
             }
             Some(s)
         });
-        let objectives =
-            root.get("objectives").and_then(|n| self.de::<RawObjectives>(n, "objectives: ")).unwrap_or_default();
+        let objectives = root.get("objectives").map(|n| self.objectives(n)).unwrap_or_default();
         let inputs = self.inputs(root.get("inputs"));
         let secrets = self.secrets(root.get("secrets"));
+        let follow_ups =
+            root.get("follow_ups").and_then(|n| self.de::<Vec<String>>(n, "follow_ups: ")).unwrap_or_default();
         let mut pending = Vec::new();
         let vars = self.vars(root.get("vars"), &mut pending);
         let Some(steps_node) = root.get("steps") else {
@@ -220,8 +219,20 @@ impl Checker {
             self.diags.error(pos, msg).hint =
                 Some("name the step whose success ends the outage, e.g. the last verification".into());
         }
-        let mut parts =
-            Parts { name, description, severity, objectives, inputs, vars, secrets, steps, index, dag, labels };
+        let mut parts = Parts {
+            name,
+            description,
+            severity,
+            objectives,
+            inputs,
+            vars,
+            secrets,
+            follow_ups,
+            steps,
+            index,
+            dag,
+            labels,
+        };
         self.references(&parts, pending);
         if parts.dag.is_none() || parts.steps.len() != parts.labels.len() {
             parts.steps.clear();
@@ -271,22 +282,45 @@ impl Checker {
         out
     }
 
-    /// One input declaration, field by field, so every problem in it is reported.
-    fn input(&mut self, decl: &Node, what: &str) -> Option<RawInput> {
-        let NodeKind::Map(entries) = &decl.kind else {
-            return self.de::<RawInput>(decl, what);
-        };
+    /// Reports every key of `map` that is not in `allowed` (with the closest one); true when
+    /// there is none. One home for the unknown-key check of every hand-checked mapping.
+    pub(super) fn known_keys(&mut self, map: &Node, allowed: &[&str], what: &str) -> bool {
+        let NodeKind::Map(entries) = &map.kind else { return true };
         let mut ok = true;
         for (key, _) in entries {
-            if !INPUT_KEYS.contains(&key.name.as_str()) {
+            if !allowed.contains(&key.name.as_str()) {
                 ok = false;
-                let msg = match did_you_mean(&key.name, INPUT_KEYS.iter().copied()) {
+                let msg = match did_you_mean(&key.name, allowed.iter().copied()) {
                     Some(s) => format!("{what}unknown key `{}` (did you mean `{s}`?)", key.name),
                     None => format!("{what}unknown key `{}`", key.name),
                 };
-                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", INPUT_KEYS.join(", ")));
+                self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", allowed.join(", ")));
             }
         }
+        ok
+    }
+
+    /// `objectives`, field by field: a bad `rto` and a bad `restored_by` are both reported,
+    /// each at its position, and a field that is fine still counts (the `restored_by` check).
+    fn objectives(&mut self, node: &Node) -> RawObjectives {
+        let what = "objectives: ";
+        if !matches!(node.kind, NodeKind::Map(_)) {
+            return self.de::<RawObjectives>(node, what).unwrap_or_default();
+        }
+        let mut ok = self.known_keys(node, OBJECTIVE_KEYS, what);
+        RawObjectives {
+            rto: self.field::<Option<Dur>>(node, "rto", what, &mut ok).flatten(),
+            rpo: self.field::<Option<RpoValue>>(node, "rpo", what, &mut ok).flatten(),
+            restored_by: self.field::<Option<String>>(node, "restored_by", what, &mut ok).flatten(),
+        }
+    }
+
+    /// One input declaration, field by field, so every problem in it is reported.
+    fn input(&mut self, decl: &Node, what: &str) -> Option<RawInput> {
+        let NodeKind::Map(_) = &decl.kind else {
+            return self.de::<RawInput>(decl, what);
+        };
+        let mut ok = self.known_keys(decl, INPUT_KEYS, what);
         let spec = RawInput {
             kind: self.field(decl, "type", what, &mut ok).unwrap_or(InputType::String),
             required: self.field(decl, "required", what, &mut ok).unwrap_or_default(),
@@ -346,7 +380,12 @@ mod tests {
     fn key_lists_match_the_raw_types() {
         let schema = crate::playbook::schema::schema();
         let defs = &schema["definitions"];
-        for (def, keys) in [("RawStep", STEP_KEYS), ("RawInput", INPUT_KEYS), ("RawRetry", RETRY_KEYS)] {
+        for (def, keys) in [
+            ("RawStep", STEP_KEYS),
+            ("RawInput", INPUT_KEYS),
+            ("RawRetry", RETRY_KEYS),
+            ("RawObjectives", OBJECTIVE_KEYS),
+        ] {
             let props: Vec<&str> = defs[def]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
             assert_eq!(props, keys, "{def}");
         }

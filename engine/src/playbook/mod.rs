@@ -13,7 +13,7 @@ pub mod node;
 pub mod raw;
 pub mod schema;
 
-pub(crate) use check::describe_at;
+pub(crate) use check::de_node;
 pub use check::{LoadError, MAX_FILE_BYTES, hex, load, load_str};
 pub use diag::Diagnostic;
 pub use duration::{Dur, between, format_duration, human_duration, human_ms, parse_duration};

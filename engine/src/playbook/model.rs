@@ -18,6 +18,8 @@ pub struct Playbook {
     pub inputs: IndexMap<String, RawInput>,
     pub vars: IndexMap<String, Value>,
     pub secrets: Vec<String>,
+    /// The manual follow-ups the report lists; the playbook says them, the engine only shows them.
+    pub follow_ups: Vec<String>,
     pub steps: Vec<Step>,
     pub index: HashMap<String, usize>,
     pub dag: Dag,

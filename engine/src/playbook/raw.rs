@@ -41,6 +41,11 @@ pub struct RawPlaybook {
     /// Names of environment variables whose values are redacted everywhere.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// What is left to people once the run is over (checks with users, the post-mortem):
+    /// `runbook report` ends with them as a checklist, in this order, whatever happened.
+    #[serde(default)]
+    #[schemars(extend("uniqueItems" = true))]
+    pub follow_ups: Vec<String>,
     /// The steps, at least one. They run as a DAG: each starts once its `needs` have
     /// finished, independent ones in parallel.
     #[schemars(with = "Vec<RawStep>", length(min = 1))]

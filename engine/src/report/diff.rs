@@ -127,6 +127,7 @@ pub fn diff(old: &Playbook, new: &Playbook) -> Diff {
     top("severity", json!(old.severity), json!(new.severity));
     top("objectives", json!(old.objectives), json!(new.objectives));
     top("secrets", json!(old.secrets), json!(new.secrets));
+    top("follow_ups", json!(old.follow_ups), json!(new.follow_ups));
     let names: BTreeSet<&String> = old.inputs.keys().chain(new.inputs.keys()).collect();
     for n in names {
         top(&format!("inputs.{n}"), json!(old.inputs.get(n)), json!(new.inputs.get(n)));

@@ -1,42 +1,12 @@
 //! `runbook report`: the incident report of a run, for the post-mortem: the timeline,
 //! approvals, what was skipped and why, the objectives against what was measured, and the
-//! manual follow-ups the DR procedure requires. Built from the run's state (already
-//! redacted) and the playbook saved with it.
+//! manual follow-ups the playbook lists (`follow_ups:`; the engine knows no procedure's).
+//! Built from the run's state (already redacted) and the playbook saved with it.
 
 use crate::playbook::{Playbook, RpoValue, format_duration, human_ms};
 use crate::state::{RunState, RunStatus, StepStatus};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// The manual steps each severity of the DR document leaves to people.
-fn follow_ups(severity: Option<&str>) -> Vec<&'static str> {
-    let common = [
-        "Write the post-mortem from this report; note every step that needed a person or failed",
-        "Update the playbook where the procedure differed from what happened",
-    ];
-    let mut out: Vec<&'static str> = match severity.map(|s| s.get(..2).unwrap_or("")) {
-        Some("S1") => vec![
-            "Confirm with users that the app works (sign-in, the main flows)",
-            "Check that background jobs caught up after the outage",
-        ],
-        Some("S2") => {
-            vec!["Check that the degraded service recovered and queued work drained (Trigger.dev jobs, uploads)"]
-        }
-        Some("S3") => vec![
-            "Re-run the background jobs that failed during the corruption window",
-            "Tell users whose writes after the restore point were lost",
-        ],
-        Some("S4") => vec![
-            "Audit all logs from the compromise window",
-            "Check for unauthorized data access",
-            "Notify affected users if personal data was exposed",
-            "Document the incident and update the security procedures",
-        ],
-        _ => Vec::new(),
-    };
-    out.extend(common);
-    out
-}
 
 fn ts(s: &str) -> Option<jiff::Timestamp> {
     s.parse().ok()
@@ -104,7 +74,7 @@ pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
         "restores": restores,
         "steps": steps,
         "warnings": state.warnings,
-        "follow_ups": follow_ups(pb.and_then(|p| p.severity.as_deref())),
+        "follow_ups": pb.map(|p| p.follow_ups.clone()).unwrap_or_default(),
     })
 }
 
@@ -281,9 +251,11 @@ pub fn markdown(r: &Value) -> String {
             out.push_str(&format!("- {}\n", s(x)));
         }
     }
-    out.push_str("\n## Follow-ups\n\n");
-    for x in r["follow_ups"].as_array().into_iter().flatten() {
-        out.push_str(&format!("- [ ] {}\n", s(x)));
+    if let Some(f) = r["follow_ups"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str("\n## Follow-ups\n\n");
+        for x in f {
+            out.push_str(&format!("- [ ] {}\n", s(x)));
+        }
     }
     out
 }

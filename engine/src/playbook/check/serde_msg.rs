@@ -3,6 +3,25 @@
 use crate::playbook::diag::did_you_mean;
 use crate::playbook::node::{Node, NodeKind, Pos, Seg};
 
+/// A value deserialized from `node`, or its problem reported at the exact key or value it
+/// is about. The one place playbooks and drill suites turn a serde error into a diagnostic.
+pub(crate) fn de_node<T: serde::de::DeserializeOwned>(
+    diags: &mut crate::playbook::diag::Diagnostics,
+    node: &Node,
+    what: &str,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(node.to_json()) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let path = crate::playbook::node::segs(err.path());
+            let message = err.into_inner().to_string();
+            let (pos, message, hint) = describe_at(node, path, &message, what, "key", "allowed keys");
+            diags.error(pos, message).hint = hint;
+            None
+        }
+    }
+}
+
 /// Where an error about `path` (under `node`) points, and how it reads. An unknown-field
 /// error names the stray key: it points at that key and suggests the closest allowed one.
 pub(crate) fn describe_at(

@@ -146,19 +146,7 @@ impl Checker {
     /// A step's keys, each checked on its own: every problem of the step is reported, and
     /// the fields that are fine still take part in the later checks.
     fn raw_step(&mut self, item: &Node, label: &str) -> (RawStep, bool) {
-        let mut ok = true;
-        if let NodeKind::Map(entries) = &item.kind {
-            for (key, _) in entries {
-                if !STEP_KEYS.contains(&key.name.as_str()) {
-                    ok = false;
-                    let msg = match did_you_mean(&key.name, STEP_KEYS.iter().copied()) {
-                        Some(s) => format!("{label}unknown key `{}` (did you mean `{s}`?)", key.name),
-                        None => format!("{label}unknown key `{}`", key.name),
-                    };
-                    self.diags.error(key.pos, msg).hint = Some(format!("allowed keys: {}", STEP_KEYS.join(", ")));
-                }
-            }
-        }
+        let mut ok = self.known_keys(item, STEP_KEYS, label);
         for required in ["id", "type"] {
             if item.get(required).is_none() {
                 ok = false;
