@@ -169,8 +169,16 @@ fn team_store(url: &str) -> Result<crate::state::PgStore, Fail> {
         Ok(t) => playbook::parse_duration(&t).map_err(|e| usage(format!("RUNBOOK_LEASE_TTL: {e}")))?,
         Err(_) => std::time::Duration::from_secs(30),
     };
-    crate::state::PgStore::connect(url, ttl)
-        .map_err(|e| Fail(EXIT_FAILED, format!("team store {}: {e}", crate::steps::pg::strip_password(url))))
+    crate::state::PgStore::connect(url, ttl).map_err(|e| {
+        // The message names the store by its URL (no password), so the kinds that say
+        // "team store" themselves give only their detail here.
+        let detail = match e {
+            StateError::TeamStore { message } => message,
+            StateError::Postgres { source } => crate::steps::pg::describe_error(&source),
+            other => other.to_string(),
+        };
+        Fail(EXIT_FAILED, format!("team store {}: {detail}", crate::steps::pg::strip_password(url)))
+    })
 }
 
 fn load(file: &Path) -> Result<Playbook, Fail> {

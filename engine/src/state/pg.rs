@@ -262,7 +262,7 @@ fn migrate(w: &mut Worker) -> Result<(), StateError> {
         }
         Some(v) if v > SCHEMA_VERSION => {
             return Err(StateError::Version {
-                path: "team store".into(),
+                path: "runbook_schema".into(),
                 what: "schema",
                 found: v.into(),
                 supported: SCHEMA_VERSION.into(),
