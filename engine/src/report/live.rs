@@ -27,10 +27,27 @@ pub struct LiveReporter {
     total: u64,
     /// A dry run ran nothing and keeps nothing: its end must not read like a run's.
     dry_run: bool,
+    /// The reader of stdout went away (`runbook exec x | head -1`): printing stops, the run
+    /// goes on. The journal, not the screen, is the record of a run.
+    reader_gone: bool,
+}
+
+/// A run must outlive whoever reads its output: with SIGPIPE at its default, the first line
+/// written after `head -1` exits kills the process mid-step and leaves the run interrupted,
+/// and so does a child that closes the stdin we feed it. Ignored, both become EPIPE errors,
+/// which the reporter and the steps handle. `main` keeps the default for the reading
+/// commands (`show ID | head` ends quietly); only a process that drives a run changes it.
+/// Children get the default back: the standard library resets SIGPIPE before exec.
+pub fn keep_running_without_reader() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 impl LiveReporter {
     pub fn new(mode: Mode, total_steps: usize) -> Self {
+        keep_running_without_reader();
         let multi = MultiProgress::with_draw_target(match mode {
             Mode::Tty => ProgressDrawTarget::stderr(),
             _ => ProgressDrawTarget::hidden(),
@@ -44,6 +61,7 @@ impl LiveReporter {
             out: std::io::BufWriter::new(std::io::stdout()),
             total: total_steps as u64,
             dry_run: false,
+            reader_gone: false,
         }
     }
 
@@ -52,16 +70,33 @@ impl LiveReporter {
         self.multi.clone()
     }
 
+    /// Prints a line outside the event stream (the run id); never fails the run.
+    pub fn say(&mut self, text: &str) {
+        if self.reader_gone {
+            return;
+        }
+        let r = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
+        self.check(r);
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.reader_gone = true;
+        }
+    }
+
     fn line(&mut self, text: &str) {
         match self.mode {
             Mode::Tty => {
                 let _ = self.multi.println(text);
             }
-            Mode::Plain => {
-                let _ = writeln!(self.out, "{text}");
-                let _ = self.out.flush();
+            Mode::Plain if !self.reader_gone => {
+                let r = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
+                self.check(r);
             }
-            Mode::Json => {}
+            Mode::Plain | Mode::Json => {}
         }
     }
 
@@ -79,7 +114,10 @@ impl LiveReporter {
         for (_, s) in self.spinners.drain() {
             s.finish_and_clear();
         }
-        let _ = self.out.flush();
+        if !self.reader_gone {
+            let r = self.out.flush();
+            self.check(r);
+        }
     }
 }
 
@@ -88,11 +126,15 @@ impl Sink for LiveReporter {
         // The terminal is a boundary of its own: whatever produced the event.
         let ev = &*crate::state::redacted(ev);
         if self.mode == Mode::Json {
-            let _ = serde_json::to_writer(&mut self.out, ev);
-            let _ = self.out.write_all(b"\n");
-            if matches!(ev.kind, EventKind::RunFinished { .. } | EventKind::StepWaiting { .. }) {
-                let _ = self.out.flush();
+            if self.reader_gone {
+                return;
             }
+            let mut r = serde_json::to_writer(&mut self.out, ev).map_err(std::io::Error::from);
+            r = r.and_then(|()| self.out.write_all(b"\n"));
+            if matches!(ev.kind, EventKind::RunFinished { .. } | EventKind::StepWaiting { .. }) {
+                r = r.and_then(|()| self.out.flush());
+            }
+            self.check(r);
             return;
         }
         if self.mode == Mode::Tty && self.overall.is_none() {
