@@ -75,3 +75,133 @@ fn json_output_survives_a_reader_that_closes_early() {
     assert_eq!(show["status"], "succeeded", "{show}");
     assert_eq!(status(&show, "w299"), "succeeded", "{show}");
 }
+
+/// kill -9 at every moment of a run's first milliseconds: whatever `runs` lists afterwards
+/// is a whole run that `show` and `resume` accept, and the run id can be used again when
+/// nothing was listed.
+#[test]
+fn a_kill_during_run_creation_leaves_a_whole_run_or_none() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    let (mut listed, mut none) = (0, 0);
+    for i in 0..40u64 {
+        let id = format!("k{i}");
+        let mut child = env.command(&["exec", "p.yaml", "--run-id", &id]).stdout(Stdio::null()).spawn().unwrap();
+        // From "not started yet" to "done": the creation window is somewhere in between.
+        std::thread::sleep(std::time::Duration::from_micros(2500 * i));
+        let _ = child.kill();
+        let _ = child.wait();
+        let runs = env.run(&["runs", "--output", "json"]);
+        let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+        if runs.as_array().unwrap().iter().any(|r| r["run_id"] == id.as_str()) {
+            listed += 1;
+            let show = env.run(&["show", &id]);
+            assert_eq!(show.code, 0, "listed but not shown: {}", show.all());
+            let r = env.run(&["resume", &id, "--rerun-interrupted"]);
+            assert!(r.code == 0 || r.all().contains("already finished"), "listed but not resumable: {}", r.all());
+        } else {
+            none += 1;
+            let r = env.run(&["exec", "p.yaml", "--run-id", &id]);
+            assert_eq!(r.code, 0, "run id not reusable after a kill before creation: {}", r.all());
+        }
+    }
+    // No hidden folder of a dead creation is left once later runs swept them.
+    let left: Vec<_> = std::fs::read_dir(env.path(".runbook/runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.len() <= 1, "abandoned creations not swept: {left:?}");
+    assert!(listed > 0 && none > 0, "the kills missed the window: {listed} listed, {none} not");
+}
+
+/// What a crash before the first event leaves (a hidden folder without a journal) is not a
+/// run: `runs` does not list it, `show` does not find it, and `exec` sweeps it away.
+#[test]
+fn a_half_created_run_is_not_a_run() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    let half = env.path(".runbook/runs/.creating-r1-4194303");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("meta.json"), "{}").unwrap();
+    assert_eq!(env.run(&["runs"]).stdout.matches("r1").count(), 0);
+    let r = env.run(&["show", ".creating-r1-4194303"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let r = env.run(&["exec", "p.yaml", "--run-id", "r1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!half.exists(), "the abandoned creation was not swept");
+    assert_eq!(env.show("r1")["status"], "succeeded");
+}
+
+/// The team store stops answering while a step runs: the heartbeat retries, and before the
+/// lease could expire (when another operator could take the run over and start the step
+/// again) it kills the step's process group and says so. Proven against the lease the
+/// store itself recorded: the step was dead before `lease_until`.
+#[test]
+fn a_lost_team_store_stops_the_step_before_the_lease_expires() {
+    use crate::pg_cluster::{Cluster, pg};
+    let c = Cluster::start();
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!(
+            "{HEAD}steps:\n  - id: a\n    type: shell\n    with: {{ script: \"echo $$ > a.pid; exec sleep 60\" }}\n"
+        ),
+    );
+    let url = c.url();
+    let child = env
+        .command(&["--state", &url, "exec", "p.yaml", "--run-id", "hb"])
+        .env("RUNBOOK_LEASE_TTL", "3s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for(&env, "a.pid");
+    let pid: i32 = loop {
+        // The file may exist a moment before the shell has written it.
+        if let Ok(p) = env.read("a.pid").trim().parse() {
+            break p;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let data = c.path("data");
+    let ctl = |what: &[&str]| {
+        let mut cmd = pg("pg_ctl");
+        cmd.arg("-D").arg(&data).arg("-l").arg(c.path("log")).args(what);
+        assert!(cmd.status().unwrap().success(), "pg_ctl {what:?}");
+    };
+    ctl(&["-m", "immediate", "-w", "stop"]);
+    // Dead means gone or a zombie (killed, not yet reaped).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let died_at = jiff::Timestamp::now();
+    assert!(!alive(), "the step still runs 20 s after the store went away");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lost the lease of run `hb`: the team store did not renew the lease for "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped step(s) `a` (process group {pid}) so that no one runs them twice")),
+        "{stderr}"
+    );
+    // The lease as the store last recorded it: the step was dead before it ran out.
+    ctl(&["-w", "start"]);
+    let until = c.psql(
+        "select to_char(lease_until at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') from runbook_runs where run_id = 'hb'",
+    );
+    let until: jiff::Timestamp = until.trim().parse().unwrap();
+    assert!(died_at < until, "the step was stopped at {died_at}, after the lease ran out at {until}");
+    // Once the lease is over the run reads as interrupted, its step as interrupted.
+    std::thread::sleep(
+        until.duration_since(jiff::Timestamp::now()).unsigned_abs() + std::time::Duration::from_millis(200),
+    );
+    let show = env.run(&["--state", &url, "show", "hb", "--output", "json"]);
+    let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(status(&show, "a"), "interrupted", "{show}");
+}

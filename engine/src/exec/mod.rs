@@ -4,6 +4,7 @@
 //! once, then journaled and handed to the reporter. Executors only execute.
 
 mod dispatcher;
+pub mod groups;
 mod prepare;
 pub mod resume;
 

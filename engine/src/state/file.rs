@@ -30,6 +30,9 @@ pub enum StateError {
     NotFound { run_id: String, dir: String },
     #[error("run `{run_id}` is held by {holder}")]
     Locked { run_id: String, holder: String },
+    /// The team store's lease ran out under this process (or was taken over).
+    #[error("lost the lease of run `{run_id}`: {reason}")]
+    LeaseLost { run_id: String, reason: String },
     #[error("{path}: {message}")]
     Corrupt { path: String, message: String },
     #[error("{path}: {source}")]
@@ -83,6 +86,39 @@ pub struct FileStore {
 pub struct RunDir {
     pub dir: PathBuf,
     _lock: File,
+    /// Where a run being created goes once its first event is durable.
+    publish_as: Option<PathBuf>,
+}
+
+/// The prefix of a run folder being created; run ids never start with a dot.
+const CREATING: &str = ".creating-";
+
+fn already_exists(dir: &Path, run_id: &str) -> StateError {
+    StateError::Corrupt {
+        path: dir.display().to_string(),
+        message: format!("run `{run_id}` already exists; choose another --run-id or `resume` it"),
+    }
+}
+
+/// Removes the hidden folders of creations that died before their first event: nobody
+/// holds their lock, and no run ever existed under their name.
+fn sweep_abandoned(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else { return };
+    for e in entries.flatten() {
+        if !e.file_name().to_str().is_some_and(|n| n.starts_with(CREATING)) {
+            continue;
+        }
+        let lock = e.path().join("lock");
+        let free = match File::open(&lock) {
+            Ok(f) => f.try_lock().is_ok(),
+            // No lock file yet: the creator died before taking it (or is about to; it
+            // recreates its folder if we win the race, and fails cleanly if not).
+            Err(_) => true,
+        };
+        if free {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 impl FileStore {
@@ -105,7 +141,11 @@ impl FileStore {
         self.root.join("runs").join(run_id)
     }
 
-    /// Creates the folder of a new run and takes its lock.
+    /// Creates the folder of a new run and takes its lock. The folder is built under a
+    /// hidden name (`runs/.creating-<run-id>-<pid>`) and appears under its run id only once
+    /// its first event is durable ([`RunDir::publish`]): a crash in the first milliseconds
+    /// leaves no run that `runs` lists but nothing can open, only a hidden folder that the
+    /// next `exec` sweeps away.
     pub fn create(
         &self,
         meta: &RunMeta,
@@ -114,37 +154,38 @@ impl FileStore {
     ) -> Result<RunDir, StateError> {
         let dir = self.run_dir(&meta.run_id);
         if dir.exists() {
-            return Err(StateError::Corrupt {
-                path: dir.display().to_string(),
-                message: format!("run `{}` already exists; choose another --run-id or `resume` it", meta.run_id),
-            });
+            return Err(already_exists(&dir, &meta.run_id));
         }
+        let runs = self.root.join("runs");
         // Step outputs, SQL rows and errors are for the operators, not every local user.
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err(&dir))?;
-        let lock = take_lock(&dir, &meta.run_id)?;
-        write_durable(&dir.join("playbook.yaml"), playbook_text.as_bytes())?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&runs).map_err(io_err(&runs))?;
+        sweep_abandoned(&runs);
+        let tmp = runs.join(format!("{CREATING}{}-{}", meta.run_id, std::process::id()));
+        // A folder of ours from an earlier attempt in this process (same pid) cannot be live.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(io_err(&tmp))?;
+        let lock = take_lock(&tmp, &meta.run_id)?;
+        write_durable(&tmp.join("playbook.yaml"), playbook_text.as_bytes())?;
         write_durable(
-            &dir.join("inputs.json"),
+            &tmp.join("inputs.json"),
             &serde_json::to_vec_pretty(&*super::redacted(inputs)).unwrap_or_default(),
         )?;
-        write_durable(&dir.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
-        sync_dir(&dir);
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent);
-        }
-        Ok(RunDir { dir, _lock: lock })
+        write_durable(&tmp.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
+        sync_dir(&tmp);
+        Ok(RunDir { dir: tmp, _lock: lock, publish_as: Some(dir) })
     }
 
     /// Opens an existing run for driving (resume): takes its lock.
     pub fn open(&self, run_id: &str) -> Result<RunDir, StateError> {
         let dir = self.existing(run_id)?;
         let lock = take_lock(&dir, run_id)?;
-        Ok(RunDir { dir, _lock: lock })
+        Ok(RunDir { dir, _lock: lock, publish_as: None })
     }
 
     fn existing(&self, run_id: &str) -> Result<PathBuf, StateError> {
         let dir = self.run_dir(run_id);
-        if run_id.is_empty() || run_id.contains('/') || !dir.join("meta.json").is_file() {
+        // A dot folder is a run being created, not a run.
+        if run_id.is_empty() || run_id.contains('/') || run_id.starts_with('.') || !dir.join("meta.json").is_file() {
             return Err(StateError::NotFound {
                 run_id: run_id.to_owned(),
                 dir: self.root.join("runs").display().to_string(),
@@ -227,6 +268,9 @@ impl FileStore {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if id.starts_with('.') {
+                continue;
+            }
             let Ok(meta) = self.meta(&id) else { continue };
             let (status, started_at, finished_at) = match self.load(&id) {
                 Ok(s) => (s.status, s.started_at, s.finished_at),
@@ -451,6 +495,46 @@ fn complete_prefix_len(path: &Path, len: u64) -> io::Result<u64> {
 }
 
 impl RunDir {
+    /// Gives a run being created its name, once its first event is durable (the caller has
+    /// fsynced the journal): from here on `runs`, `show` and `resume` see a whole run. The
+    /// rename refuses to replace a run that appeared meanwhile under the same id.
+    pub fn publish(&mut self) -> Result<(), StateError> {
+        let Some(to) = self.publish_as.take() else { return Ok(()) };
+        let (Ok(from_c), Ok(to_c)) = (
+            std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()),
+            std::ffi::CString::new(to.as_os_str().as_encoded_bytes()),
+        ) else {
+            return Err(StateError::Corrupt {
+                path: to.display().to_string(),
+                message: "a NUL byte in the path".into(),
+            });
+        };
+        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), libc::RENAME_NOREPLACE)
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            let run_id = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = fs::remove_dir_all(&self.dir);
+            return Err(if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTEMPTY) {
+                already_exists(&to, &run_id)
+            } else {
+                StateError::Io { path: to.display().to_string(), source: e }
+            });
+        }
+        self.dir = to;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
+    }
+
+    /// Whether the run is still being created (no event durable yet).
+    pub fn creating(&self) -> bool {
+        self.publish_as.is_some()
+    }
+
     pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(&*super::redacted(state))
             .map_err(|e| StateError::Io { path: "state.json".into(), source: e.into() })?;
