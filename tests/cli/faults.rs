@@ -205,3 +205,52 @@ fn a_lost_team_store_stops_the_step_before_the_lease_expires() {
     let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(status(&show, "a"), "interrupted", "{show}");
 }
+
+/// An open approval prompt on a TTY does not freeze the run: a parallel branch goes on to
+/// its end (the step after it starts, which only the dispatcher can do) while the question
+/// waits; then the answer is taken as usual.
+#[test]
+fn a_parallel_branch_finishes_while_the_prompt_waits() {
+    use std::io::Write;
+    let env = Env::new();
+    env.write(
+        "tty.yaml",
+        concat!(
+            "apiVersion: runbook/v1\nname: tty\nsteps:\n",
+            "  - id: go\n    type: approval\n    with: { message: \"Proceed?\" }\n",
+            "  - id: side\n    type: wait\n    with: { duration: 300ms }\n",
+            "  - id: side_after\n    type: shell\n    needs: [side]\n    with: { command: [touch, side.done] }\n",
+            "  - id: after\n    type: shell\n    needs: [go]\n    with: { command: [echo, ok] }\n",
+        ),
+    );
+    let cmd = format!("{} exec tty.yaml --run-id p1", bin());
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("RUNBOOK_STATE_DIR", env.path(".runbook"))
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    // Nobody answers yet: the branch must get to its end on its own.
+    crate::support::wait_for(&env, "side.done");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"y\n").unwrap();
+    drop(stdin);
+    let out = crate::support::finish(child.wait_with_output().unwrap());
+    let screen = out.stdout.replace('\r', "\n");
+    assert_eq!(out.code, 0, "{screen}");
+    assert!(screen.contains("✋ approval `go`: Proceed?"), "{screen}");
+    // The branch's lines were printed while the question was open, and it was asked again.
+    let asked = screen.find("approve? [y/N]").unwrap();
+    let side = screen.find("✔ side_after succeeded").expect("the branch's line is on screen");
+    assert!(side > asked && screen[side..].contains("approve? [y/N]"), "{screen}");
+    let show = env.show("p1");
+    assert_eq!(status(&show, "side_after"), "succeeded");
+    assert_eq!(status(&show, "after"), "succeeded");
+    let t =
+        |id: &str, f: &str| crate::support::step(&show, id)[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(t("side_after", "finished_at") < t("go", "finished_at"), "{show}");
+}

@@ -5,6 +5,7 @@ use crate::state::{Event, EventKind, StepStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +18,54 @@ pub enum Mode {
     Json,
 }
 
+/// The terminal (stderr) of a TTY session, shared by the reporter and the approval prompt.
+/// While a question is open the bars are hidden (they would redraw over what the operator
+/// types), event lines go on printing below it, each followed by the question again, and
+/// nothing holds a lock while the operator thinks: the runtime keeps running every branch,
+/// timeout and Ctrl-C.
+#[derive(Clone)]
+pub struct Terminal {
+    multi: MultiProgress,
+    question: Arc<Mutex<Option<String>>>,
+}
+
+impl Terminal {
+    /// Shows `question` (bars hidden until [`close_prompt`](Self::close_prompt)).
+    pub fn open_prompt(&self, question: &str) {
+        if let Ok(mut q) = self.question.lock() {
+            self.multi.set_draw_target(ProgressDrawTarget::hidden());
+            eprint!("{question}");
+            let _ = std::io::stderr().flush();
+            *q = Some(question.to_owned());
+        }
+    }
+
+    pub fn close_prompt(&self) {
+        if let Ok(mut q) = self.question.lock()
+            && q.take().is_some()
+        {
+            self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn println(&self, text: &str) {
+        match self.question.lock() {
+            Ok(q) if q.is_some() => {
+                // Below the open question, which is asked again so it stays the last line.
+                eprint!("\n{text}\n{}", q.as_deref().unwrap_or_default());
+                let _ = std::io::stderr().flush();
+            }
+            _ => {
+                let _ = self.multi.println(text);
+            }
+        }
+    }
+}
+
 pub struct LiveReporter {
     mode: Mode,
     multi: MultiProgress,
+    terminal: Terminal,
     overall: Option<ProgressBar>,
     spinners: HashMap<String, ProgressBar>,
     started: HashMap<String, Instant>,
@@ -54,6 +100,7 @@ impl LiveReporter {
         });
         LiveReporter {
             mode,
+            terminal: Terminal { multi: multi.clone(), question: Arc::new(Mutex::new(None)) },
             multi,
             overall: None,
             spinners: HashMap::new(),
@@ -65,9 +112,9 @@ impl LiveReporter {
         }
     }
 
-    /// For prompts: hides the bars while `f` talks to the operator.
-    pub fn multi(&self) -> MultiProgress {
-        self.multi.clone()
+    /// For prompts: the one way to the terminal besides the reporter's own lines.
+    pub fn multi(&self) -> Terminal {
+        self.terminal.clone()
     }
 
     /// Prints a line outside the event stream (the run id); never fails the run.
@@ -89,9 +136,7 @@ impl LiveReporter {
 
     fn line(&mut self, text: &str) {
         match self.mode {
-            Mode::Tty => {
-                let _ = self.multi.println(text);
-            }
+            Mode::Tty => self.terminal.println(text),
             Mode::Plain if !self.reader_gone => {
                 let r = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
                 self.check(r);

@@ -7,5 +7,5 @@ pub mod incident;
 mod live;
 mod views;
 
-pub use live::{LiveReporter, Mode, human_duration};
+pub use live::{LiveReporter, Mode, Terminal, human_duration};
 pub use views::{plan_json, plan_text, runs_table, show_json, show_text};
