@@ -254,3 +254,46 @@ fn a_parallel_branch_finishes_while_the_prompt_waits() {
         |id: &str, f: &str| crate::support::step(&show, id)[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
     assert!(t("side_after", "finished_at") < t("go", "finished_at"), "{show}");
 }
+
+/// A holder that has taken the lock but not yet written its name (the race of two starts)
+/// is named from the kernel's lock table, not as "process 0 on an unknown host".
+#[test]
+fn a_lock_whose_holder_wrote_nothing_is_named_by_the_kernel() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    assert_eq!(env.run(&["exec", "p.yaml", "--run-id", "r1"]).code, 0);
+    let lock = env.path(".runbook/runs/r1/lock");
+    std::fs::write(&lock, "").unwrap();
+    // util-linux flock(1) takes flock(2) on the file and holds it while `sleep` runs.
+    use std::os::unix::process::CommandExt;
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "10"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flock(1) runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let r = loop {
+        let r = env.run(&["resume", "r1"]);
+        if r.code == 2 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) of the group we created for flock and its sleep.
+    unsafe { libc::kill(-(holder.id() as i32), libc::SIGKILL) };
+    let _ = holder.wait();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!(
+            "error: run `r1` is held by process {} on {} (since unknown)",
+            holder.id(),
+            host.trim()
+        )),
+        "{}",
+        r.stderr
+    );
+}

@@ -71,6 +71,14 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pid == 0 {
+            // Nothing could be read: say so rather than name a process 0 on no host.
+            return write!(
+                f,
+                "another process, which could not be named (its lock file {} was unreadable)",
+                self.since
+            );
+        }
         write!(f, "process {} on {} (since {})", self.pid, self.host, self.since)
     }
 }
@@ -302,40 +310,63 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
     Ok(file)
 }
 
-/// Whether some process holds the flock(2) of `path`, found without taking it: Linux lists
-/// every lock in `/proc/locks` as `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`.
-/// Where that file cannot be read, the holder written in the lock file is asked whether it
-/// is alive (same host only; a process elsewhere cannot hold a local flock anyway).
-fn lock_is_held(path: &Path) -> bool {
+/// The processes holding (or waiting for) the flock(2) of `path`, found without taking it:
+/// Linux lists every lock in `/proc/locks` as `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE
+/// START END`. `None` where that file cannot be read.
+fn flock_holders(path: &Path) -> Option<Vec<u32>> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(md) = fs::metadata(path) else { return false };
+    let md = fs::metadata(path).ok()?;
     let (major, minor, ino) = (libc::major(md.dev()), libc::minor(md.dev()), md.ino());
-    if let Ok(locks) = fs::read_to_string("/proc/locks") {
-        return locks.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // "1: FLOCK ..." or, for a waiter, "1: -> FLOCK ...".
-            let f = if f.get(1) == Some(&"->") { &f[1..] } else { &f[..] };
-            f.get(1) == Some(&"FLOCK")
-                && f.get(5).is_some_and(|id| {
-                    let mut p = id.split(':');
-                    let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else { return false };
-                    u32::from_str_radix(ma, 16).ok() == Some(major)
-                        && u32::from_str_radix(mi, 16).ok() == Some(minor)
-                        && i.parse::<u64>().ok() == Some(ino)
-                })
-        });
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        locks
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // "1: FLOCK ..." or, for a waiter, "1: -> FLOCK ...".
+                let f = if f.get(1) == Some(&"->") { &f[1..] } else { &f[..] };
+                let ours = f.get(1) == Some(&"FLOCK")
+                    && f.get(5).is_some_and(|id| {
+                        let mut p = id.split(':');
+                        let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else { return false };
+                        u32::from_str_radix(ma, 16).ok() == Some(major)
+                            && u32::from_str_radix(mi, 16).ok() == Some(minor)
+                            && i.parse::<u64>().ok() == Some(ino)
+                    });
+                if ours { f.get(4).and_then(|p| p.parse().ok()) } else { None }
+            })
+            .collect(),
+    )
+}
+
+/// Whether some process holds the flock(2) of `path`, found without taking it. Where
+/// `/proc/locks` cannot be read, the holder written in the lock file is asked whether it is
+/// alive (same host only; a process elsewhere cannot hold a local flock anyway).
+fn lock_is_held(path: &Path) -> bool {
+    if let Some(holders) = flock_holders(path) {
+        return !holders.is_empty();
     }
     let h = read_holder(path);
     // SAFETY: kill with signal 0 only checks that the process exists.
     h.pid != 0 && h.host == hostname() && unsafe { libc::kill(h.pid as i32, 0) } == 0
 }
 
+/// Who holds the lock of `path`, as its holder wrote it. A holder takes the lock and only
+/// then writes its name, so a reader racing it may find the file empty: it waits a moment
+/// for the name, then asks the kernel (`/proc/locks`) which process holds the lock, and
+/// only then says it could not be read.
 fn read_holder(path: &Path) -> LockHolder {
-    fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(LockHolder {
-        pid: 0,
-        host: "an unknown host".into(),
-        since: "unknown".into(),
-    })
+    let parse = || fs::read_to_string(path).ok().and_then(|s| serde_json::from_str::<LockHolder>(&s).ok());
+    for _ in 0..20 {
+        if let Some(h) = parse() {
+            return h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Some(pid) = flock_holders(path).and_then(|h| h.first().copied()) {
+        return LockHolder { pid, host: hostname(), since: "unknown".into() };
+    }
+    LockHolder { pid: 0, host: String::new(), since: path.display().to_string() }
 }
 
 pub fn hostname() -> String {
