@@ -8,6 +8,21 @@ use std::sync::Mutex;
 
 static RUNNING: Mutex<BTreeMap<i32, String>> = Mutex::new(BTreeMap::new());
 
+/// A new group, as the dispatcher journals it: (step, group id, the leader's start time).
+pub type Started = (String, i32, Option<u64>);
+
+static WATCHER: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Started>>> = Mutex::new(None);
+
+/// The dispatcher's feed of new groups, to journal each (`step_process`): a resume after a
+/// crash can then tell whether the step's programs still run.
+pub fn watch() -> tokio::sync::mpsc::UnboundedReceiver<Started> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Ok(mut w) = WATCHER.lock() {
+        *w = Some(tx);
+    }
+    rx
+}
+
 /// A registered group: unregistered (and killed, if still alive) when dropped, so no child of
 /// a step outlives its step (timeout, Ctrl-C, a cancelled branch).
 pub struct Group(i32);
@@ -16,6 +31,11 @@ impl Group {
     pub fn register(pgid: i32, step: &str) -> Group {
         if let Ok(mut m) = RUNNING.lock() {
             m.insert(pgid, step.to_owned());
+        }
+        if let Ok(w) = WATCHER.lock()
+            && let Some(tx) = w.as_ref()
+        {
+            let _ = tx.send((step.to_owned(), pgid, crate::state::leader_start(pgid)));
         }
         Group(pgid)
     }

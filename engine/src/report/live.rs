@@ -264,6 +264,10 @@ impl Sink for LiveReporter {
                 self.line(&format!("⚠ {step} interrupted"));
             }
             EventKind::Warning { message } => self.line(&format!("warning: {message}")),
+            EventKind::StepProcess { .. } => {}
+            EventKind::InputChanged { input, from, to, .. } => {
+                self.line(&format!("input `{input}` changed: {from} → {to}"));
+            }
             EventKind::RunFinished { status, message } => {
                 self.finish();
                 let mut t = if self.dry_run {
