@@ -28,6 +28,8 @@ const JOURNAL_FORMAT: &str = "runbook-journal";
 pub enum StateError {
     #[error("no run `{run_id}` in {dir}")]
     NotFound { run_id: String, dir: String },
+    #[error("run `{run_id}` already exists; choose another --run-id or `resume` it")]
+    AlreadyExists { run_id: String },
     #[error("run `{run_id}` is held by {holder}")]
     Locked { run_id: String, holder: String },
     /// The team store's lease ran out under this process (or was taken over).
@@ -101,11 +103,8 @@ pub struct RunDir {
 /// The prefix of a run folder being created; run ids never start with a dot.
 const CREATING: &str = ".creating-";
 
-fn already_exists(dir: &Path, run_id: &str) -> StateError {
-    StateError::Corrupt {
-        path: dir.display().to_string(),
-        message: format!("run `{run_id}` already exists; choose another --run-id or `resume` it"),
-    }
+fn already_exists(run_id: &str) -> StateError {
+    StateError::AlreadyExists { run_id: run_id.to_owned() }
 }
 
 /// Removes the hidden folders of creations that died before their first event: nobody
@@ -162,7 +161,7 @@ impl FileStore {
     ) -> Result<RunDir, StateError> {
         let dir = self.run_dir(&meta.run_id);
         if dir.exists() {
-            return Err(already_exists(&dir, &meta.run_id));
+            return Err(already_exists(&meta.run_id));
         }
         let runs = self.root.join("runs");
         // Step outputs, SQL rows and errors are for the operators, not every local user.
@@ -549,7 +548,7 @@ impl RunDir {
             let run_id = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let _ = fs::remove_dir_all(&self.dir);
             return Err(if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTEMPTY) {
-                already_exists(&to, &run_id)
+                already_exists(&run_id)
             } else {
                 StateError::Io { path: to.display().to_string(), source: e }
             });

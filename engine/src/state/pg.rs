@@ -212,7 +212,7 @@ impl PgStore {
 }
 
 fn already_exists(run_id: &str) -> StateError {
-    err(format!("run `{run_id}` already exists; choose another --run-id or `resume` it"))
+    StateError::AlreadyExists { run_id: run_id.to_owned() }
 }
 
 /// Renews the lease until told to stop. A failed renewal is retried with backoff for as long
