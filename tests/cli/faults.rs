@@ -297,3 +297,158 @@ fn a_lock_whose_holder_wrote_nothing_is_named_by_the_kernel() {
         r.stderr
     );
 }
+
+/// `exec --run-id` of a run that exists is a refusal (exit 2), before anything runs.
+#[test]
+fn exec_with_an_existing_run_id_is_a_refusal() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: shell\n    with: {{ command: [touch, ran] }}\n"));
+    assert_eq!(env.run(&["exec", "p.yaml", "--run-id", "r1"]).code, 0);
+    std::fs::remove_file(env.path("ran")).unwrap();
+    let r = env.run(&["exec", "p.yaml", "--run-id", "r1"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr, "error: run `r1` already exists; choose another --run-id or `resume` it\n");
+    assert!(!env.path("ran").exists(), "a step ran under a refused run id");
+}
+
+/// Run ids become file names: one too long is refused at once, with the limit, instead of
+/// failing late with "File name too long"; so is a playbook name that would make one.
+#[test]
+fn long_run_ids_and_playbook_names_are_refused_early() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: shell\n    with: {{ command: [touch, ran] }}\n"));
+    let long = "r".repeat(200);
+    let r = env.run(&["exec", "p.yaml", "--run-id", &long]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr, "error: --run-id is 200 characters long; a run id has at most 128\n");
+    let name = "n".repeat(150);
+    env.write("long.yaml", &format!("apiVersion: runbook/v1\nname: {name}\nsteps:\n  - id: a\n    type: shell\n    with: {{ command: [touch, ran] }}\n"));
+    let r = env.run(&["exec", "long.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        "error: the run id made from playbook name `nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn` would be 171 characters long (at most 128); give a shorter one with --run-id\n"
+    );
+    assert!(!env.path("ran").exists());
+    // With a run id of its own, the long name is fine.
+    let r = env.run(&["exec", "long.yaml", "--run-id", "ok"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+/// `resume -i name=v` over a stored input is journaled (`input_changed`) and shown.
+#[test]
+fn resume_with_a_changed_input_journals_the_change() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!(
+            "{HEAD}inputs:\n  region: {{ type: string }}\nsteps:\n  - id: go\n    type: approval\n    with: {{ message: ok? }}\n  - id: use\n    type: shell\n    needs: [go]\n    with: {{ command: [touch, \"{{{{ inputs.region }}}}\"] }}\n"
+        ),
+    );
+    assert_eq!(env.run(&["exec", "p.yaml", "--run-id", "r1", "-i", "region=eu"]).code, 3);
+    let r = env.run(&["resume", "r1", "--approve", "go", "-i", "region=us"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("input `region` changed: \"eu\" → \"us\""), "{}", r.stdout);
+    assert!(env.path("us").exists() && !env.path("eu").exists());
+    let show = env.show("r1");
+    assert_eq!(show["inputs"]["region"], "us", "{show}");
+    let w: Vec<&str> = show["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(w.iter().any(|w| w.starts_with("input `region` changed on resume by ") && w.ends_with(": \"eu\" → \"us\"")), "{w:?}");
+    let journal = env.read(".runbook/runs/r1/journal.jsonl");
+    assert_eq!(journal.matches("\"event\":\"input_changed\"").count(), 1, "{journal}");
+}
+
+/// A playbook read from /dev/stdin (not a regular file) is resumed from the saved copy.
+#[test]
+fn a_run_started_from_stdin_is_resumed_from_its_saved_copy() {
+    let env = Env::new();
+    let p = env.write(
+        "p.yaml",
+        &format!("{HEAD}steps:\n  - id: go\n    type: approval\n    with: {{ message: ok? }}\n  - id: b\n    type: shell\n    needs: [go]\n    with: {{ command: [touch, b.done] }}\n"),
+    );
+    let out = env
+        .command(&["exec", "/dev/stdin", "--run-id", "s1"])
+        .stdin(std::fs::File::open(&p).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = env.run(&["resume", "s1", "--approve", "go"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("warning: /dev/stdin is not a regular file; resuming with the copy saved with the run"), "{}", r.stderr);
+    assert!(env.path("b.done").exists());
+}
+
+/// kill -9 of runbook leaves a shell step's programs running: the journal has their process
+/// group, resume says it still runs, and `--rerun-interrupted` refuses to start a second copy
+/// beside it unless told with `--even-if-alive`; once it is gone, the re-run goes ahead.
+#[test]
+fn an_interrupted_step_whose_processes_still_run_is_not_run_twice() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!("{HEAD}steps:\n  - id: a\n    type: shell\n    with: {{ script: \"echo $$ >> a.pids; [ -e second ] || exec sleep 60\" }}\n"),
+    );
+    let mut child = env.command(&["exec", "p.yaml", "--run-id", "k1"]).stdout(Stdio::null()).spawn().unwrap();
+    crate::support::wait_for(&env, "a.pids");
+    let pid: i32 = loop {
+        if let Ok(p) = env.read("a.pids").trim().parse() {
+            break p;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // The event is written just after the program starts: wait for it in the journal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !env.read(".runbook/runs/k1/journal.jsonl").contains("step_process") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let show = env.show("k1");
+    assert_eq!(crate::support::step(&show, "a")["process"]["pgid"], pid, "{show}");
+    let r = env.run(&["resume", "k1"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains(&format!("step `a`: its process group {pid} still runs")), "{}", r.stderr);
+    let r = env.run(&["resume", "k1", "--rerun-interrupted"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!("error: step `a` is still running (process group {pid}) from before the crash; stop it (kill -- -{pid}) or wait for it, or resume with --even-if-alive to run a second copy beside it")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.read("a.pids").lines().count(), 1, "a second copy started");
+    // SAFETY: the group the test's run left behind.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::fs::write(env.path("second"), "").unwrap();
+    let r = env.run(&["resume", "k1", "--rerun-interrupted"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(env.read("a.pids").lines().count(), 2);
+}
+
+/// `--even-if-alive` is the operator's word that a second copy is fine.
+#[test]
+fn even_if_alive_reruns_beside_the_old_copy() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!("{HEAD}steps:\n  - id: a\n    type: shell\n    with: {{ script: \"echo $$ >> a.pids; [ -e second ] || exec sleep 60\" }}\n"),
+    );
+    let mut child = env.command(&["exec", "p.yaml", "--run-id", "k2"]).stdout(Stdio::null()).spawn().unwrap();
+    crate::support::wait_for(&env, "a.pids");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !env.read(".runbook/runs/k2/journal.jsonl").contains("step_process") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pid: i32 = env.read("a.pids").trim().parse().unwrap();
+    std::fs::write(env.path("second"), "").unwrap();
+    let r = env.run(&["resume", "k2", "--rerun-interrupted", "--even-if-alive"]);
+    // SAFETY: the group the test's run left behind.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains(&format!("warning: step `a` still runs from before (process group {pid}); running it again beside it as asked (--even-if-alive)")), "{}", r.stderr);
+    assert_eq!(env.read("a.pids").lines().count(), 2);
+}
