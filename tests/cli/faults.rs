@@ -355,7 +355,10 @@ fn resume_with_a_changed_input_journals_the_change() {
     let show = env.show("r1");
     assert_eq!(show["inputs"]["region"], "us", "{show}");
     let w: Vec<&str> = show["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
-    assert!(w.iter().any(|w| w.starts_with("input `region` changed on resume by ") && w.ends_with(": \"eu\" → \"us\"")), "{w:?}");
+    assert!(
+        w.iter().any(|w| w.starts_with("input `region` changed on resume by ") && w.ends_with(": \"eu\" → \"us\"")),
+        "{w:?}"
+    );
     let journal = env.read(".runbook/runs/r1/journal.jsonl");
     assert_eq!(journal.matches("\"event\":\"input_changed\"").count(), 1, "{journal}");
 }
@@ -376,7 +379,11 @@ fn a_run_started_from_stdin_is_resumed_from_its_saved_copy() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let r = env.run(&["resume", "s1", "--approve", "go"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("warning: /dev/stdin is not a regular file; resuming with the copy saved with the run"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: /dev/stdin is not a regular file; resuming with the copy saved with the run"),
+        "{}",
+        r.stderr
+    );
     assert!(env.path("b.done").exists());
 }
 

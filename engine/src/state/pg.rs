@@ -386,12 +386,6 @@ impl PgRun {
         }
     }
 
-    fn mark_lost(&self, reason: &str) {
-        if let Ok(mut l) = self.lost.lock() {
-            l.get_or_insert_with(|| reason.to_owned());
-        }
-    }
-
     /// Inserts the run's row, lease and first events in one transaction.
     fn publish(&mut self, row: Vec<String>, batch: String) -> Result<(), StateError> {
         let run_id = self.run_id.clone();
@@ -431,38 +425,52 @@ impl EventLog for PgRun {
         Ok(())
     }
 
+    /// Hands the batch to the store's thread without waiting for it: the engine's one
+    /// runtime thread goes on with the other branches while the insert travels. The thread
+    /// runs jobs in order, so a later [`sync`](Self::sync) that waits for its own turn has
+    /// waited for this insert too; a failed insert marks the run lost, and the next write
+    /// is refused with it.
     fn flush(&mut self) -> Result<(), StateError> {
+        self.lost()?;
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.lost()?;
         let batch = serde_json::to_string(&self.pending).map_err(err)?;
         if let Some(row) = self.unpublished.take() {
             return self.publish(row, batch);
         }
         let n = self.pending.len();
-        // Only the lease holder may write, checked in the same statement.
-        let rows = self.store.query(
-            "insert into runbook_events (run_id, seq, event)
-             select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e
-             where exists (select 1 from runbook_runs where run_id = $1 and holder = $3)
-             returning seq::text",
-            vec![self.run_id.clone(), batch, self.me.clone()],
-        )?;
-        if rows.len() != n {
-            self.mark_lost("another process took the run over");
-            return Err(StateError::Locked {
-                run_id: self.run_id.clone(),
-                holder: "another process (this one's lease was taken over)".into(),
-            });
-        }
         self.pending.clear();
-        Ok(())
+        let (run_id, me, lost) = (self.run_id.clone(), self.me.clone(), self.lost.clone());
+        self.store
+            .jobs
+            .send(Box::new(move |w| {
+                // Only the lease holder may write, checked in the same statement.
+                let r = w.rt.block_on(w.client.query(
+                    "insert into runbook_events (run_id, seq, event)
+                     select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e
+                     where exists (select 1 from runbook_runs where run_id = $1 and holder = $3)
+                     returning seq::text",
+                    &[&run_id, &batch, &me],
+                ));
+                let why = match r {
+                    Ok(rows) if rows.len() == n => return,
+                    Ok(_) => "another process took the run over; its events were not written".to_owned(),
+                    Err(e) => format!("writing events failed: {}", db(e)),
+                };
+                if let Ok(mut l) = lost.lock() {
+                    l.get_or_insert(why);
+                }
+            }))
+            .map_err(|_| err("the team store's connection is closed"))
     }
 
+    /// Waits until every batch handed over is committed (a committed insert is durable on
+    /// the server), at most one lease: past that another operator could take the run over.
     fn sync(&mut self) -> Result<(), StateError> {
-        // A committed insert is durable on the server.
-        self.flush()
+        self.flush()?;
+        self.store.call_until(Instant::now() + self.store.ttl, |_| Ok(()))?;
+        self.lost()
     }
 }
 
@@ -476,8 +484,7 @@ impl HeldRun for PgRun {
     }
 
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
-        self.flush()?;
-        self.lost()?;
+        self.sync()?;
         let snap = serde_json::to_string(&*super::redacted(state)).map_err(err)?;
         self.store.query(
             "update runbook_runs set snapshot = $2, snapshot_seq = $3::text::bigint where run_id = $1 and holder = $4 returning run_id",
