@@ -5,6 +5,7 @@
 
 mod dispatcher;
 pub mod groups;
+pub mod guards;
 mod prepare;
 pub mod resume;
 
