@@ -329,7 +329,9 @@ fn long_run_ids_and_playbook_names_are_refused_early() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(
         r.stderr,
-        "error: the run id made from playbook name `nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn` would be 171 characters long (at most 128); give a shorter one with --run-id\n"
+        format!(
+            "error: the run id made from playbook name `{name}` would be 171 characters long (at most 128); give a shorter one with --run-id\n"
+        )
     );
     assert!(!env.path("ran").exists());
     // With a run id of its own, the long name is fine.
@@ -353,12 +355,31 @@ fn resume_with_a_changed_input_journals_the_change() {
     assert!(r.stdout.contains("input `region` changed: \"eu\" → \"us\""), "{}", r.stdout);
     assert!(env.path("us").exists() && !env.path("eu").exists());
     let show = env.show("r1");
-    assert_eq!(show["inputs"]["region"], "us", "{show}");
     let w: Vec<&str> = show["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     assert!(
         w.iter().any(|w| w.starts_with("input `region` changed on resume by ") && w.ends_with(": \"eu\" → \"us\"")),
         "{w:?}"
     );
+    let journal = env.read(".runbook/runs/r1/journal.jsonl");
+    assert_eq!(journal.matches("\"event\":\"input_changed\"").count(), 1, "{journal}");
+}
+
+/// A changed input stays changed for the resumes after it.
+#[test]
+fn a_changed_input_holds_for_later_resumes() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &format!(
+            "{HEAD}inputs:\n  region: {{ type: string }}\nsteps:\n  - id: go\n    type: approval\n    with: {{ message: ok? }}\n  - id: go2\n    type: approval\n    needs: [go]\n    with: {{ message: ok? }}\n  - id: use\n    type: shell\n    needs: [go2]\n    with: {{ command: [touch, \"{{{{ inputs.region }}}}\"] }}\n"
+        ),
+    );
+    assert_eq!(env.run(&["exec", "p.yaml", "--run-id", "r1", "-i", "region=eu"]).code, 3);
+    assert_eq!(env.run(&["resume", "r1", "--approve", "go", "-i", "region=us"]).code, 3);
+    // No -i this time: the changed value is the run's now.
+    let r = env.run(&["resume", "r1", "--approve", "go2"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(env.path("us").exists() && !env.path("eu").exists());
     let journal = env.read(".runbook/runs/r1/journal.jsonl");
     assert_eq!(journal.matches("\"event\":\"input_changed\"").count(), 1, "{journal}");
 }

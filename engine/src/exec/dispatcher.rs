@@ -133,6 +133,9 @@ pub async fn run<'a>(
         task_step: HashMap::new(),
     };
     d.emit(first, true)?;
+    for e in prepared.events {
+        d.emit(e, false)?;
+    }
     for w in prepared.warnings {
         d.emit(EventKind::Warning { message: w }, false)?;
     }
@@ -221,6 +224,8 @@ impl<'a> Dispatcher<'a> {
             signal(SignalKind::terminate()).map_err(|e| StateError::Io { path: "SIGTERM".into(), source: e })?;
         let max = self.opts.max_parallel.max(1);
         let mut rto = self.rto_marks()?;
+        // Each step's process group, journaled as it starts (none in a dry run: no journal).
+        let mut groups = crate::exec::groups::watch();
         loop {
             while tasks.len() < max {
                 let Some(i) = self.ready.pop_front() else { break };
@@ -236,6 +241,11 @@ impl<'a> Dispatcher<'a> {
                 j.flush()?;
             }
             tokio::select! {
+                Some((step, pgid, leader_start)) = groups.recv() => {
+                    // Durable: after a kill -9 this is how resume finds what may still run.
+                    let host = crate::state::file_hostname();
+                    self.emit(EventKind::StepProcess { step, pgid, host, leader_start }, self.journal.is_some())?;
+                }
                 joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { continue };
                     let (i, result) = match joined {

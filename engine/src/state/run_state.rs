@@ -52,7 +52,7 @@ impl StepProcess {
             return Liveness::Elsewhere;
         }
         // SAFETY: kill(2) with signal 0 only asks whether the group exists.
-        if unsafe { libc::kill(-self.pgid, 0) } != 0 {
+        if unsafe { libc::kill(-self.pgid, 0) } != 0 || !group_has_a_live_member(self.pgid) {
             return Liveness::Gone;
         }
         // The leader still there but started at another time: the id was reused.
@@ -61,6 +61,22 @@ impl StepProcess {
             _ => Liveness::Alive,
         }
     }
+}
+
+/// Whether a process of group `pgid` is alive and not a zombie: killed processes whose
+/// parent died stay zombies until someone reaps them, and are in the group until then.
+/// Where /proc cannot be read, kill(2) said the group exists: taken as alive.
+fn group_has_a_live_member(pgid: i32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    procs.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let mut f = rest.split_whitespace();
+        // After `(comm)`: state, ppid, pgrp.
+        let (state, pgrp) = (f.next(), f.nth(1));
+        state != Some("Z") && pgrp.and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+    })
 }
 
 /// The start time of process `pid` (field 22 of /proc/PID/stat, after the `(comm)` field).
