@@ -218,7 +218,7 @@ fn a_parallel_branch_finishes_while_the_prompt_waits() {
         concat!(
             "apiVersion: runbook/v1\nname: tty\nsteps:\n",
             "  - id: go\n    type: approval\n    with: { message: \"Proceed?\" }\n",
-            "  - id: side\n    type: wait\n    with: { duration: 300ms }\n",
+            "  - id: side\n    type: wait\n    with: { duration: 1s }\n",
             "  - id: side_after\n    type: shell\n    needs: [side]\n    with: { command: [touch, side.done] }\n",
             "  - id: after\n    type: shell\n    needs: [go]\n    with: { command: [echo, ok] }\n",
         ),
