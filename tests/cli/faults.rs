@@ -219,7 +219,9 @@ fn a_parallel_branch_finishes_while_the_prompt_waits() {
             "apiVersion: runbook/v1\nname: tty\nsteps:\n",
             "  - id: go\n    type: approval\n    with: { message: \"Proceed?\" }\n",
             "  - id: side\n    type: wait\n    with: { duration: 1s }\n",
-            "  - id: side_after\n    type: shell\n    needs: [side]\n    with: { command: [touch, side.done] }\n",
+            "  - id: side_after\n    type: wait\n    needs: [side]\n    with: { duration: 0s }\n",
+            // Started only after side_after's end was reported: its line is on screen by then.
+            "  - id: side_mark\n    type: shell\n    needs: [side_after]\n    with: { command: [touch, side.done] }\n",
             "  - id: after\n    type: shell\n    needs: [go]\n    with: { command: [echo, ok] }\n",
         ),
     );
