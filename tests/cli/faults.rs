@@ -482,3 +482,40 @@ fn even_if_alive_reruns_beside_the_old_copy() {
     assert!(r.stderr.contains(&format!("warning: step `a` still runs from before (process group {pid}); running it again beside it as asked (--even-if-alive)")), "{}", r.stderr);
     assert_eq!(env.read("a.pids").lines().count(), 2);
 }
+
+/// A reader gone before the first line (`runbook exec x.yaml | true`): no panic on the run
+/// id line, the run completes.
+#[test]
+fn exec_survives_a_reader_gone_before_the_first_line() {
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 100ms }}\n"));
+    let cmd = format!("{} exec p.yaml --run-id gone | true", bin());
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &cmd])
+        .current_dir(env.dir.path())
+        .env("RUNBOOK_STATE_DIR", env.path(".runbook"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(env.show("gone")["status"], "succeeded");
+}
+
+/// The team store: a run id in use is a refusal (exit 2), and the refused run left nothing.
+#[test]
+fn team_store_refuses_a_run_id_in_use() {
+    let c = crate::pg_cluster::Cluster::start();
+    let url = c.url();
+    let env = Env::new();
+    env.write("p.yaml", &format!("{HEAD}steps:\n  - id: a\n    type: wait\n    with: {{ duration: 0s }}\n"));
+    assert_eq!(env.run(&["--state", &url, "exec", "p.yaml", "--run-id", "t1"]).code, 0);
+    let r = env.run(&["--state", &url, "exec", "p.yaml", "--run-id", "t1"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(r.stderr, "error: run `t1` already exists; choose another --run-id or `resume` it\n");
+    // Every run row has its events: none was created without its first one.
+    assert_eq!(c.psql("select count(*) from runbook_runs r where not exists (select 1 from runbook_events e where e.run_id = r.run_id)").trim(), "0");
+    assert_eq!(
+        c.psql("select count(*) from runbook_events where run_id = 't1'").trim(),
+        c.psql("select max(seq) from runbook_events where run_id = 't1'").trim()
+    );
+}
