@@ -28,7 +28,7 @@ const PLAYBOOK: &str = concat!(
     "steps:\n",
     "  - id: first\n    type: shell\n    with: { script: \"echo x >> first.log; echo token=$TEAM_TOKEN\" }\n",
     "  - id: go\n    type: approval\n    needs: [first]\n    with: { message: go? }\n",
-    "  - id: slow\n    type: shell\n    needs: [go]\n    with: { script: \"touch slow.started; sleep 4; echo x >> slow.log\" }\n",
+    "  - id: slow\n    type: shell\n    needs: [go]\n    with: { script: \"touch slow.started; sleep 2; echo x >> slow.log\" }\n",
 );
 
 /// Pause at an approval, resume with it; the state is where the store keeps it, and no
@@ -165,6 +165,9 @@ fn one_driver_at_a_time_and_takeover_after_the_holder_dies() {
     let s = show(&env, Some(&url), "t2");
     assert_eq!(s["status"], "interrupted");
     assert_eq!(status(&s, "slow"), "interrupted");
+    // The dead holder's `slow` outlived it; a re-run waits until that copy has ended.
+    wait_for(&env, "slow.log");
+    std::thread::sleep(Duration::from_millis(100));
     let r = env.run_env(&args(Some(&url), &["resume", "t2", "--rerun-interrupted"]), &[("RUNBOOK_LEASE_TTL", "2s")]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("warning: took the run over from process "), "{}", r.stdout);
