@@ -509,10 +509,16 @@ impl Drop for PgRun {
         if let Some(b) = self.beat.take() {
             let _ = b.join();
         }
-        let _ = self.store.query(
-            "update runbook_runs set holder = null, lease_until = null where run_id = $1 and holder = $2 returning run_id",
-            vec![self.run_id.clone(), self.me.clone()],
-        );
+        // Bounded: a store that does not answer must not keep the process from ending (the
+        // lease then simply expires).
+        let (run, me) = (self.run_id.clone(), self.me.clone());
+        let _ = self.store.call_until(Instant::now() + self.store.ttl, move |w| {
+            w.rt.block_on(w.client.execute(
+                "update runbook_runs set holder = null, lease_until = null where run_id = $1 and holder = $2",
+                &[&run, &me],
+            ))
+            .map_err(db)
+        });
     }
 }
 
