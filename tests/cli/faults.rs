@@ -124,12 +124,18 @@ fn a_half_created_run_is_not_a_run() {
     let half = env.path(".runbook/runs/.creating-r1-4194303");
     std::fs::create_dir_all(&half).unwrap();
     std::fs::write(half.join("meta.json"), "{}").unwrap();
+    // Its creator took the lock and died: the lock file is there, nobody holds it.
+    std::fs::write(half.join("lock"), "").unwrap();
+    // A creation that has not taken its lock yet (this instant) is left alone.
+    let fresh = env.path(".runbook/runs/.creating-r2-4194302");
+    std::fs::create_dir_all(&fresh).unwrap();
     assert_eq!(env.run(&["runs"]).stdout.matches("r1").count(), 0);
     let r = env.run(&["show", ".creating-r1-4194303"]);
     assert_eq!(r.code, 2, "{}", r.all());
     let r = env.run(&["exec", "p.yaml", "--run-id", "r1"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(!half.exists(), "the abandoned creation was not swept");
+    assert!(fresh.exists(), "a creation in progress was swept");
     assert_eq!(env.show("r1")["status"], "succeeded");
 }
 

@@ -118,9 +118,12 @@ fn sweep_abandoned(runs: &Path) {
         let lock = e.path().join("lock");
         let free = match File::open(&lock) {
             Ok(f) => f.try_lock().is_ok(),
-            // No lock file yet: the creator died before taking it (or is about to; it
-            // recreates its folder if we win the race, and fails cleanly if not).
-            Err(_) => true,
+            // No lock file: the creator died before taking it, or is about to take it this
+            // instant; only a folder a minute old is surely abandoned.
+            Err(_) => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60))),
         };
         if free {
             let _ = fs::remove_dir_all(e.path());
