@@ -150,8 +150,18 @@ fn one_process_per_run_and_changed_playbooks_are_refused() {
         "{}",
         r.stderr
     );
+    // `destroy`'s own process outlived the kill -9 and may still run: re-run it beside it
+    // knowingly (without the flag, resume refuses while it runs).
     let r = env.run_env(
-        &["resume", "c1", "-i", "db_password=hunter2hunter2", "--rerun-interrupted", "--allow-changed"],
+        &[
+            "resume",
+            "c1",
+            "-i",
+            "db_password=hunter2hunter2",
+            "--rerun-interrupted",
+            "--allow-changed",
+            "--even-if-alive",
+        ],
         &[("CRASH_TOKEN", "tok-5ecret-value")],
     );
     assert_eq!(r.code, 0, "{}", r.all());

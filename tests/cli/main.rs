@@ -10,6 +10,7 @@ mod crash;
 mod diff;
 mod drill;
 mod drill_e2e;
+mod faults;
 mod formats;
 mod pg;
 mod pg_cluster;

@@ -73,7 +73,7 @@ fn fail_crash_and_resume(team: Option<&str>) {
         "apiVersion: runbook/v1\nname: team2\nsteps:\n",
         "  - id: once\n    type: shell\n    with: { script: \"echo x >> once.log\" }\n",
         "  - id: fixable\n    type: shell\n    needs: [once]\n    with: { script: \"test -f fixed\" }\n",
-        "  - id: slow\n    type: shell\n    needs: [fixable]\n    with: { script: \"touch slow.started; sleep 2; echo x >> slow.log\" }\n",
+        "  - id: slow\n    type: shell\n    needs: [fixable]\n    with: { script: \"touch slow.started; sleep 4; echo x >> slow.log\" }\n",
     ));
     let r = env.run(&args(team, &["exec", "p.yaml", "--run-id", "f1"]));
     assert_eq!(r.code, 1, "{}", r.all());
@@ -92,13 +92,20 @@ fn fail_crash_and_resume(team: Option<&str>) {
     std::thread::sleep(Duration::from_millis(1500));
     let r = env.run(&args(team, &["resume", "f1"]));
     assert_eq!(r.code, 3, "an interrupted non-idempotent step needs --rerun-interrupted: {}", r.all());
+    // SIGKILL cannot take the step's own processes down with runbook: while they run, a
+    // re-run beside them is refused.
+    let r = env.run(&args(team, &["resume", "f1", "--rerun-interrupted"]));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("error: step `slow` is still running (process group "), "{}", r.stderr);
+    wait_for(&env, "slow.log");
+    std::thread::sleep(Duration::from_millis(100));
     let r = env.run(&args(team, &["resume", "f1", "--rerun-interrupted"]));
     assert_eq!(r.code, 0, "{}", r.all());
     let s = show(&env, team, "f1");
     assert_eq!(s["status"], "succeeded");
     assert_eq!(env.read("once.log").lines().count(), 1, "a succeeded step ran again");
-    // (slow.log may have two lines: SIGKILL cannot take the step's own processes down with
-    // runbook, see docs/semantics.md, and the re-run was asked for.)
+    // The first copy ended on its own, then the re-run asked for: never two at once.
+    assert_eq!(env.read("slow.log").lines().count(), 2);
     assert_eq!(status(&s, "slow"), "succeeded");
 }
 
@@ -168,6 +175,9 @@ fn one_driver_at_a_time_and_takeover_after_the_holder_dies() {
     let s = show(&env, Some(&url), "t2");
     assert_eq!(s["status"], "interrupted");
     assert_eq!(status(&s, "slow"), "interrupted");
+    // The dead holder's `slow` outlived it; a re-run waits until that copy has ended.
+    wait_for(&env, "slow.log");
+    std::thread::sleep(Duration::from_millis(100));
     let r = env.run_env(&args(Some(&url), &["resume", "t2", "--rerun-interrupted"]), &[("RUNBOOK_LEASE_TTL", "2s")]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("warning: took the run over from process "), "{}", r.stdout);

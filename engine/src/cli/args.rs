@@ -222,6 +222,9 @@ pub struct ResumeArgs {
     /// Re-run steps that were running when the process died, even if not idempotent
     #[arg(long)]
     pub rerun_interrupted: bool,
+    /// Re-run an interrupted step even though its processes from before still run
+    #[arg(long)]
+    pub even_if_alive: bool,
     /// Resume even though the playbook file changed since the run started
     #[arg(long)]
     pub allow_changed: bool,

@@ -1,9 +1,9 @@
 //! Approvals as the command line answers them: flags first, then a prompt on a TTY,
 //! else the run pauses.
 
+use crate::report::Terminal;
 use crate::steps::{ApprovalGate, Decision};
 use futures_util::future::BoxFuture;
-use indicatif::MultiProgress;
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
@@ -11,20 +11,53 @@ pub struct CliGate {
     yes: bool,
     approve: HashSet<String>,
     interactive: bool,
-    multi: MultiProgress,
-    /// One prompt at a time, even when parallel branches reach approvals together.
-    prompt: tokio::sync::Mutex<()>,
+    terminal: Terminal,
+    /// One prompt at a time, even when parallel branches reach approvals together; it holds
+    /// the operator's typed lines.
+    prompt: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl CliGate {
-    pub fn new(yes: bool, approve: &[String], interactive: bool, multi: MultiProgress) -> Self {
+    pub fn new(yes: bool, approve: &[String], interactive: bool, terminal: Terminal) -> Self {
         CliGate {
             yes,
             approve: approve.iter().cloned().collect(),
             interactive,
-            multi,
-            prompt: tokio::sync::Mutex::new(()),
+            terminal,
+            prompt: tokio::sync::Mutex::new(None),
         }
+    }
+}
+
+/// Reads the operator's lines on a thread of its own, for the whole session: a read of
+/// stdin cannot be cancelled, so one reader serves every prompt (a prompt dropped by a
+/// timeout or Ctrl-C leaves no reader behind to swallow the next answer). A plain thread,
+/// not spawn_blocking: the runtime must be able to shut down while it waits for a line.
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = std::thread::Builder::new().name("runbook-stdin".into()).spawn(move || {
+        let stdin = std::io::stdin();
+        loop {
+            let mut line = String::new();
+            match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Closes the prompt on every way out, a cancelled future included.
+struct Open<'a>(&'a Terminal);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.close_prompt();
     }
 }
 
@@ -72,12 +105,18 @@ impl ApprovalGate for CliGate {
             if !self.interactive {
                 return Decision::Pending;
             }
-            let _one = self.prompt.lock().await;
-            let multi = self.multi.clone();
+            let mut lines = self.prompt.lock().await;
+            let lines = lines.get_or_insert_with(stdin_lines);
+            // What was typed while no question was open answers nothing.
+            while lines.try_recv().is_ok() {}
             // The prompt leaves the engine like any record: through the redactor.
             let message = crate::template::redact::text(message);
             let question = format!("\n✋ approval `{step_id}`: {message}\n   approve? [y/N] ");
-            let yes = tokio::task::spawn_blocking(move || multi.suspend(|| confirm(&question))).await.unwrap_or(false);
+            self.terminal.open_prompt(&question);
+            let _open = Open(&self.terminal);
+            // Awaited, not blocked on: the runtime goes on with everything else meanwhile.
+            let answer = lines.recv().await.unwrap_or_default();
+            let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
             if yes { Decision::Approved { by: operator() } } else { Decision::Denied { by: operator() } }
         })
     }

@@ -276,6 +276,7 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         return Err(usage(format!("--run-id `{id}`: use letters, digits, `-`, `_` and `.`")));
     }
     let run_id = a.run_id.clone().unwrap_or_else(|| exec::new_run_id(&pb.name));
+    exec::guards::check_run_id(a.run_id.as_deref(), &run_id, &pb.name).map_err(usage)?;
     let started_at = jiff::Timestamp::now().to_string();
     let mut prepared = exec::prepare_context(&pb, &values, &run_id, &started_at, a.dry_run).map_err(usage)?;
     prepared.warnings.splice(0..0, input_warnings);
@@ -314,10 +315,9 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
         created_at: started_at,
     };
     let mut held = store.create(&meta, &pb.text, &prepared.stored_inputs).map_err(state_fail)?;
-    // The id is shown once the run exists (a dry run gets none: there is no run to show or
-    // resume, nor does a refused id name one of ours).
+    // Once the id is known to be free. A dry run gets none: there is no run to show or resume.
     if mode != Mode::Json {
-        println!("run {run_id}");
+        reporter.say(&format!("run {run_id}"));
     }
     let (outcome, state) = rt
         .block_on(exec::run(&pb, &run_id, prepared, first, None, Some(held.log()), &mut reporter, &opts))
@@ -360,9 +360,16 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     let saved = store.playbook_text(&a.run_id).map_err(state_fail)?;
     let original = Path::new(&meta.file);
     let resume_fail = |e: ResumeError| usage(e.to_string());
-    let pb = match resume::source(original, &a.run_id, &saved, a.allow_changed).map_err(resume_fail)? {
-        resume::Source::Current => load(original)?,
-        resume::Source::Saved => {
+    let source = if exec::guards::source_is_not_a_file(original) {
+        eprintln!("warning: {} is not a regular file; resuming with the copy saved with the run", meta.file);
+        None
+    } else {
+        Some(resume::source(original, &a.run_id, &saved, a.allow_changed).map_err(resume_fail)?)
+    };
+    let pb = match source {
+        None => playbook::load_str(&meta.file, saved, None).map_err(load_fail)?,
+        Some(resume::Source::Current) => load(original)?,
+        Some(resume::Source::Saved) => {
             eprintln!("warning: {} is gone; resuming with the copy saved with the run", meta.file);
             playbook::load_str(&meta.file, saved, None).map_err(load_fail)?
         }
@@ -370,9 +377,17 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
     check_approvals(&pb, &a.approve)?;
     let from = resume::from_step(&pb, a.from.as_deref()).map_err(resume_fail)?;
     // Inputs: the stored ones, secrets again from -i or the environment.
-    let stored = store.inputs(&a.run_id).map_err(state_fail)?;
-    let values = resume::inputs(&pb, &stored, parse_kv(&a.inputs)?).map_err(resume_fail)?;
+    let mut stored = store.inputs(&a.run_id).map_err(state_fail)?;
+    // Values changed by an earlier `resume -i` are in the journal (`input_changed`).
+    if let (Some(m), Some(folded)) = (stored.as_object_mut(), state.inputs.as_object()) {
+        m.extend(folded.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let given = parse_kv(&a.inputs)?;
+    let given_names: Vec<String> = given.iter().map(|(n, _)| n.clone()).collect();
+    let values = resume::inputs(&pb, &stored, given).map_err(resume_fail)?;
     let interrupted = resume::interrupted(&pb, &state);
+    // kill -9 of runbook cannot take a step's process group with it: say which still run.
+    let alive = exec::guards::still_running(&pb, &state);
     let mut rerun = a.rerun_interrupted;
     if !interrupted.is_empty() && !rerun && from.is_none() {
         if interactive(cli) {
@@ -386,11 +401,31 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
                 "error: step(s) {} were interrupted while running and are not idempotent; check what they did, then resume with --rerun-interrupted (or --from STEP)",
                 interrupted.join(", ")
             );
+            for (step, pgid) in &alive {
+                eprintln!("  step `{step}`: its process group {pgid} still runs");
+            }
             return Ok(EXIT_PAUSED);
         }
     }
     let reset = exec::resume_reset(&pb, &pb.dag, &state, from, rerun);
+    // A second copy of a step beside the first one still running is never started unasked.
+    let mut alive_warnings = Vec::new();
+    for (step, pgid) in alive.iter().filter(|(s, _)| reset.iter().any(|&i| pb.steps[i].id == *s)) {
+        if !a.even_if_alive {
+            return Err(usage(format!(
+                "step `{step}` is still running (process group {pgid}) from before the crash; stop it (kill -- -{pgid}) or wait for it, or resume with --even-if-alive to run a second copy beside it"
+            )));
+        }
+        let w = format!(
+            "step `{step}` still runs from before (process group {pgid}); running it again beside it as asked (--even-if-alive)"
+        );
+        eprintln!("warning: {w}");
+        alive_warnings.push(w);
+    }
     let mut prepared = exec::prepare_context(&pb, &values, &a.run_id, &state.started_at, false).map_err(usage)?;
+    prepared.warnings.extend(alive_warnings);
+    prepared.events =
+        exec::guards::input_changes(&state.inputs, &prepared.stored_inputs, &given_names, &gate::operator());
     if let Some(previous) = held.took_over_from() {
         prepared.warnings.insert(0, format!("took the run over from {previous}: its lease had expired"));
     }
@@ -403,7 +438,7 @@ fn resume_cmd(cli: &Cli, a: &ResumeArgs) -> Res {
         sha256: pb.sha256.clone(),
     };
     if mode != Mode::Json {
-        println!("run {}", a.run_id);
+        reporter.say(&format!("run {}", a.run_id));
     }
     let rt = runtime()?;
     let (outcome, state) = rt

@@ -137,6 +137,9 @@ pub async fn run<'a>(
     let sigint = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal { signal: "SIGINT", source })?;
     let sigterm = signal(SignalKind::terminate()).map_err(|source| RunError::Signal { signal: "SIGTERM", source })?;
     d.emit(first, true)?;
+    for e in prepared.events {
+        d.emit(e, false)?;
+    }
     for w in prepared.warnings {
         d.emit(EventKind::Warning { message: w }, false)?;
     }
@@ -225,6 +228,8 @@ impl<'a> Dispatcher<'a> {
         let mut tasks: JoinSet<TaskResult> = JoinSet::new();
         let max = self.opts.max_parallel.max(1);
         let mut rto = self.rto_marks()?;
+        // Each step's process group, journaled as it starts (none in a dry run: no journal).
+        let mut groups = crate::exec::groups::watch();
         loop {
             while tasks.len() < max {
                 let Some(i) = self.ready.pop_front() else { break };
@@ -240,6 +245,11 @@ impl<'a> Dispatcher<'a> {
                 j.flush()?;
             }
             tokio::select! {
+                Some((step, pgid, leader_start)) = groups.recv() => {
+                    // Durable: after a kill -9 this is how resume finds what may still run.
+                    let host = crate::state::file_hostname();
+                    self.emit(EventKind::StepProcess { step, pgid, host, leader_start }, self.journal.is_some())?;
+                }
                 joined = tasks.join_next_with_id() => {
                     let Some(joined) = joined else { continue };
                     let (i, result) = match joined {

@@ -4,6 +4,8 @@
 //! once, then journaled and handed to the reporter. Executors only execute.
 
 mod dispatcher;
+pub mod groups;
+pub mod guards;
 mod prepare;
 pub mod resume;
 

@@ -15,6 +15,8 @@ pub struct Prepared {
     /// Inputs as stored: secret ones replaced by `***`, any secret inside others masked.
     pub stored_inputs: Value,
     pub warnings: Vec<String>,
+    /// Events journaled right after the session's first one (`input_changed` on resume).
+    pub events: Vec<crate::state::EventKind>,
 }
 
 /// Builds the template context of a run. `dry` renders what it can and leaves placeholders.
@@ -73,7 +75,7 @@ pub fn prepare_context(
         vars.insert(name.clone(), v);
         ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
     }
-    Ok(Prepared { context: ctx, redactor, stored_inputs: stored, warnings })
+    Ok(Prepared { context: ctx, redactor, stored_inputs: stored, warnings, events: Vec::new() })
 }
 
 /// A run id people can read and sort: `20261127-101502-s1-full-outage-3f9a`.

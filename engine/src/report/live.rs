@@ -6,6 +6,7 @@ use crate::state::{Event, EventKind, StepStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +19,54 @@ pub enum Mode {
     Json,
 }
 
+/// The terminal (stderr) of a TTY session, shared by the reporter and the approval prompt.
+/// While a question is open the bars are hidden (they would redraw over what the operator
+/// types), event lines go on printing below it, each followed by the question again, and
+/// nothing holds a lock while the operator thinks: the runtime keeps running every branch,
+/// timeout and Ctrl-C.
+#[derive(Clone)]
+pub struct Terminal {
+    multi: MultiProgress,
+    question: Arc<Mutex<Option<String>>>,
+}
+
+impl Terminal {
+    /// Shows `question` (bars hidden until [`close_prompt`](Self::close_prompt)).
+    pub fn open_prompt(&self, question: &str) {
+        if let Ok(mut q) = self.question.lock() {
+            self.multi.set_draw_target(ProgressDrawTarget::hidden());
+            eprint!("{question}");
+            let _ = std::io::stderr().flush();
+            *q = Some(question.to_owned());
+        }
+    }
+
+    pub fn close_prompt(&self) {
+        if let Ok(mut q) = self.question.lock()
+            && q.take().is_some()
+        {
+            self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn println(&self, text: &str) {
+        match self.question.lock() {
+            Ok(q) if q.is_some() => {
+                // Below the open question, which is asked again so it stays the last line.
+                eprint!("\n{text}\n{}", q.as_deref().unwrap_or_default());
+                let _ = std::io::stderr().flush();
+            }
+            _ => {
+                let _ = self.multi.println(text);
+            }
+        }
+    }
+}
+
 pub struct LiveReporter {
     mode: Mode,
     multi: MultiProgress,
+    terminal: Terminal,
     overall: Option<ProgressBar>,
     spinners: HashMap<String, ProgressBar>,
     started: HashMap<String, Instant>,
@@ -28,16 +74,34 @@ pub struct LiveReporter {
     total: u64,
     /// A dry run ran nothing and keeps nothing: its end must not read like a run's.
     dry_run: bool,
+    /// The reader of stdout went away (`runbook exec x | head -1`): printing stops, the run
+    /// goes on. The journal, not the screen, is the record of a run.
+    reader_gone: bool,
+}
+
+/// A run must outlive whoever reads its output: with SIGPIPE at its default, the first line
+/// written after `head -1` exits kills the process mid-step and leaves the run interrupted,
+/// and so does a child that closes the stdin we feed it. Ignored, both become EPIPE errors,
+/// which the reporter and the steps handle. `main` keeps the default for the reading
+/// commands (`show ID | head` ends quietly); only a process that drives a run changes it.
+/// Children get the default back: the standard library resets SIGPIPE before exec.
+pub fn keep_running_without_reader() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 impl LiveReporter {
     pub fn new(mode: Mode, total_steps: usize) -> Self {
+        keep_running_without_reader();
         let multi = MultiProgress::with_draw_target(match mode {
             Mode::Tty => ProgressDrawTarget::stderr(),
             _ => ProgressDrawTarget::hidden(),
         });
         LiveReporter {
             mode,
+            terminal: Terminal { multi: multi.clone(), question: Arc::new(Mutex::new(None)) },
             multi,
             overall: None,
             spinners: HashMap::new(),
@@ -45,24 +109,40 @@ impl LiveReporter {
             out: std::io::BufWriter::new(std::io::stdout()),
             total: total_steps as u64,
             dry_run: false,
+            reader_gone: false,
         }
     }
 
-    /// For prompts: hides the bars while `f` talks to the operator.
-    pub fn multi(&self) -> MultiProgress {
-        self.multi.clone()
+    /// For prompts: the one way to the terminal besides the reporter's own lines.
+    pub fn multi(&self) -> Terminal {
+        self.terminal.clone()
+    }
+
+    /// Prints a line outside the event stream (the run id); never fails the run.
+    pub fn say(&mut self, text: &str) {
+        if self.reader_gone {
+            return;
+        }
+        let r = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
+        self.check(r);
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.reader_gone = true;
+        }
     }
 
     fn line(&mut self, text: &str) {
         match self.mode {
-            Mode::Tty => {
-                let _ = self.multi.println(text);
+            Mode::Tty => self.terminal.println(text),
+            Mode::Plain if !self.reader_gone => {
+                let r = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
+                self.check(r);
             }
-            Mode::Plain => {
-                let _ = writeln!(self.out, "{text}");
-                let _ = self.out.flush();
-            }
-            Mode::Json => {}
+            Mode::Plain | Mode::Json => {}
         }
     }
 
@@ -80,7 +160,10 @@ impl LiveReporter {
         for (_, s) in self.spinners.drain() {
             s.finish_and_clear();
         }
-        let _ = self.out.flush();
+        if !self.reader_gone {
+            let r = self.out.flush();
+            self.check(r);
+        }
     }
 }
 
@@ -89,11 +172,15 @@ impl Sink for LiveReporter {
         // The terminal is a boundary of its own: whatever produced the event.
         let ev = &*crate::state::redacted(ev);
         if self.mode == Mode::Json {
-            let _ = serde_json::to_writer(&mut self.out, ev);
-            let _ = self.out.write_all(b"\n");
-            if matches!(ev.kind, EventKind::RunFinished { .. } | EventKind::StepWaiting { .. }) {
-                let _ = self.out.flush();
+            if self.reader_gone {
+                return;
             }
+            let mut r = serde_json::to_writer(&mut self.out, ev).map_err(std::io::Error::from);
+            r = r.and_then(|()| self.out.write_all(b"\n"));
+            if matches!(ev.kind, EventKind::RunFinished { .. } | EventKind::StepWaiting { .. }) {
+                r = r.and_then(|()| self.out.flush());
+            }
+            self.check(r);
             return;
         }
         if self.mode == Mode::Tty && self.overall.is_none() {
@@ -178,6 +265,10 @@ impl Sink for LiveReporter {
                 self.line(&format!("⚠ {step} interrupted"));
             }
             EventKind::Warning { message } => self.line(&format!("warning: {message}")),
+            EventKind::StepProcess { .. } => {}
+            EventKind::InputChanged { input, from, to, .. } => {
+                self.line(&format!("input `{input}` changed: {from} → {to}"));
+            }
             EventKind::RunFinished { status, message } => {
                 self.finish();
                 let mut t = if self.dry_run {

@@ -7,5 +7,5 @@ pub mod incident;
 mod live;
 mod views;
 
-pub use live::{LiveReporter, Mode};
+pub use live::{LiveReporter, Mode, Terminal};
 pub use views::{plan_json, plan_text, runs_table, show_json, show_text};

@@ -1,7 +1,7 @@
 //! Static views: `show`, `runs`, `plan`.
 
 use crate::playbook::{Playbook, RpoValue, Trigger, When, between, format_duration, human_duration};
-use crate::state::{RunState, RunSummary};
+use crate::state::{Liveness, RunState, RunSummary, StepStatus};
 use serde_json::{Value, json};
 
 pub fn show_json(s: &RunState) -> Value {
@@ -9,7 +9,7 @@ pub fn show_json(s: &RunState) -> Value {
         .steps
         .iter()
         .map(|(id, st)| {
-            json!({
+            let mut v = json!({
                 "id": id,
                 "type": st.kind,
                 "status": st.status,
@@ -20,7 +20,16 @@ pub fn show_json(s: &RunState) -> Value {
                 "error": st.error,
                 "reason": st.reason,
                 "skipped_by": st.skipped_by,
-            })
+            });
+            if let Some(p) = &st.process {
+                let alive = match p.liveness() {
+                    Liveness::Alive => json!(true),
+                    Liveness::Gone => json!(false),
+                    Liveness::Elsewhere => Value::Null,
+                };
+                v["process"] = json!({ "pgid": p.pgid, "host": p.host, "alive": alive });
+            }
+            v
         })
         .collect();
     json!({
@@ -53,7 +62,16 @@ pub fn show_text(s: &RunState) -> String {
             .map(human_duration)
             .unwrap_or_else(|| "-".into());
         let note = st.error.as_deref().or(st.reason.as_deref()).unwrap_or("");
-        let note = note.lines().next().unwrap_or("");
+        let mut note = note.lines().next().unwrap_or("").to_owned();
+        // After a crash, whether the step's programs outlived runbook matters most.
+        if let (Some(p), StepStatus::Interrupted | StepStatus::Running) = (&st.process, st.status) {
+            let live = match p.liveness() {
+                Liveness::Alive => "still runs",
+                Liveness::Gone => "is gone",
+                Liveness::Elsewhere => "ran elsewhere",
+            };
+            note = format!("process group {} on {} {live}", p.pgid, p.host);
+        }
         out.push_str(&format!(
             "{id:<w$}  {:<12}  {:<11}  {:>8}  {took:>8}  {note}\n",
             st.kind,

@@ -117,6 +117,17 @@ pub enum EventKind {
         step: String,
         attempt: u32,
     },
+    /// A step's programs run in this process group (on `host`); written once the step has
+    /// started them, so a resume after a crash can tell whether they still run.
+    StepProcess {
+        step: String,
+        pgid: i32,
+        host: String,
+        /// The group leader's start time (clock ticks since boot, /proc/PID/stat field 22):
+        /// a group id reused by another program later does not pass for the step's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader_start: Option<u64>,
+    },
     StepRetrying {
         step: String,
         attempt: u32,
@@ -154,6 +165,13 @@ pub enum EventKind {
     },
     Warning {
         message: String,
+    },
+    /// `resume -i NAME=VALUE` gave a stored (non-secret) input another value.
+    InputChanged {
+        input: String,
+        from: Value,
+        to: Value,
+        by: String,
     },
     RunFinished {
         status: RunStatus,

@@ -37,6 +37,9 @@ pub enum StateError {
     #[error("run `{run_id}` already exists in {store}; choose another --run-id or `resume` it")]
     RunExists { run_id: String, store: String },
     /// Data that is there but cannot be read as what it should be.
+    /// The team store's lease ran out under this process (or was taken over).
+    #[error("lost the lease of run `{run_id}`: {reason}")]
+    LeaseLost { run_id: String, reason: String },
     #[error("{path}: {message}")]
     Corrupt { path: String, message: String },
     /// Written by another release of runbook.
@@ -89,6 +92,14 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pid == 0 {
+            // Nothing could be read: say so rather than name a process 0 on no host.
+            return write!(
+                f,
+                "another process, which could not be named (its lock file {} was unreadable)",
+                self.since
+            );
+        }
         write!(f, "process {} on {} (since {})", self.pid, self.host, self.since)
     }
 }
@@ -104,6 +115,39 @@ pub struct FileStore {
 pub struct RunDir {
     pub dir: PathBuf,
     _lock: File,
+    /// Where a run being created goes once its first event is durable.
+    publish_as: Option<PathBuf>,
+}
+
+/// The prefix of a run folder being created; run ids never start with a dot.
+const CREATING: &str = ".creating-";
+
+fn already_exists(run_id: &str, runs: &Path) -> StateError {
+    StateError::RunExists { run_id: run_id.to_owned(), store: runs.display().to_string() }
+}
+
+/// Removes the hidden folders of creations that died before their first event: nobody
+/// holds their lock, and no run ever existed under their name.
+fn sweep_abandoned(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else { return };
+    for e in entries.flatten() {
+        if !e.file_name().to_str().is_some_and(|n| n.starts_with(CREATING)) {
+            continue;
+        }
+        let lock = e.path().join("lock");
+        let free = match File::open(&lock) {
+            Ok(f) => f.try_lock().is_ok(),
+            // No lock file: the creator died before taking it, or is about to take it this
+            // instant; only a folder a minute old is surely abandoned.
+            Err(_) => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60))),
+        };
+        if free {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 impl FileStore {
@@ -126,7 +170,11 @@ impl FileStore {
         self.root.join("runs").join(run_id)
     }
 
-    /// Creates the folder of a new run and takes its lock.
+    /// Creates the folder of a new run and takes its lock. The folder is built under a
+    /// hidden name (`runs/.creating-<run-id>-<pid>`) and appears under its run id only once
+    /// its first event is durable ([`RunDir::publish`]): a crash in the first milliseconds
+    /// leaves no run that `runs` lists but nothing can open, only a hidden folder that the
+    /// next `exec` sweeps away.
     pub fn create(
         &self,
         meta: &RunMeta,
@@ -135,37 +183,38 @@ impl FileStore {
     ) -> Result<RunDir, StateError> {
         let dir = self.run_dir(&meta.run_id);
         if dir.exists() {
-            return Err(StateError::RunExists {
-                run_id: meta.run_id.clone(),
-                store: self.root.join("runs").display().to_string(),
-            });
+            return Err(already_exists(&meta.run_id, &self.root.join("runs")));
         }
+        let runs = self.root.join("runs");
         // Step outputs, SQL rows and errors are for the operators, not every local user.
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err(&dir))?;
-        let lock = take_lock(&dir, &meta.run_id)?;
-        write_durable(&dir.join("playbook.yaml"), playbook_text.as_bytes())?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&runs).map_err(io_err(&runs))?;
+        sweep_abandoned(&runs);
+        let tmp = runs.join(format!("{CREATING}{}-{}", meta.run_id, std::process::id()));
+        // A folder of ours from an earlier attempt in this process (same pid) cannot be live.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(io_err(&tmp))?;
+        let lock = take_lock(&tmp, &meta.run_id)?;
+        write_durable(&tmp.join("playbook.yaml"), playbook_text.as_bytes())?;
         write_durable(
-            &dir.join("inputs.json"),
+            &tmp.join("inputs.json"),
             &serde_json::to_vec_pretty(&*super::redacted(inputs)).unwrap_or_default(),
         )?;
-        write_durable(&dir.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
-        sync_dir(&dir);
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent);
-        }
-        Ok(RunDir { dir, _lock: lock })
+        write_durable(&tmp.join("meta.json"), &serde_json::to_vec_pretty(meta).unwrap_or_default())?;
+        sync_dir(&tmp);
+        Ok(RunDir { dir: tmp, _lock: lock, publish_as: Some(dir) })
     }
 
     /// Opens an existing run for driving (resume): takes its lock.
     pub fn open(&self, run_id: &str) -> Result<RunDir, StateError> {
         let dir = self.existing(run_id)?;
         let lock = take_lock(&dir, run_id)?;
-        Ok(RunDir { dir, _lock: lock })
+        Ok(RunDir { dir, _lock: lock, publish_as: None })
     }
 
     fn existing(&self, run_id: &str) -> Result<PathBuf, StateError> {
         let dir = self.run_dir(run_id);
-        if run_id.is_empty() || run_id.contains('/') || !dir.join("meta.json").is_file() {
+        // A dot folder is a run being created, not a run.
+        if run_id.is_empty() || run_id.contains('/') || run_id.starts_with('.') || !dir.join("meta.json").is_file() {
             return Err(StateError::NotFound {
                 run_id: run_id.to_owned(),
                 dir: self.root.join("runs").display().to_string(),
@@ -246,6 +295,9 @@ impl FileStore {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if id.starts_with('.') {
+                continue;
+            }
             let Ok(meta) = self.meta(&id) else { continue };
             let (status, started_at, finished_at) = match self.load(&id) {
                 Ok(s) => (s.status, s.started_at, s.finished_at),
@@ -277,40 +329,63 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, StateError> {
     Ok(file)
 }
 
-/// Whether some process holds the flock(2) of `path`, found without taking it: Linux lists
-/// every lock in `/proc/locks` as `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END`.
-/// Where that file cannot be read, the holder written in the lock file is asked whether it
-/// is alive (same host only; a process elsewhere cannot hold a local flock anyway).
-fn lock_is_held(path: &Path) -> bool {
+/// The processes holding (or waiting for) the flock(2) of `path`, found without taking it:
+/// Linux lists every lock in `/proc/locks` as `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE
+/// START END`. `None` where that file cannot be read.
+fn flock_holders(path: &Path) -> Option<Vec<u32>> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(md) = fs::metadata(path) else { return false };
+    let md = fs::metadata(path).ok()?;
     let (major, minor, ino) = (libc::major(md.dev()), libc::minor(md.dev()), md.ino());
-    if let Ok(locks) = fs::read_to_string("/proc/locks") {
-        return locks.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // "1: FLOCK ..." or, for a waiter, "1: -> FLOCK ...".
-            let f = if f.get(1) == Some(&"->") { &f[1..] } else { &f[..] };
-            f.get(1) == Some(&"FLOCK")
-                && f.get(5).is_some_and(|id| {
-                    let mut p = id.split(':');
-                    let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else { return false };
-                    u32::from_str_radix(ma, 16).ok() == Some(major)
-                        && u32::from_str_radix(mi, 16).ok() == Some(minor)
-                        && i.parse::<u64>().ok() == Some(ino)
-                })
-        });
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        locks
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // "1: FLOCK ..." or, for a waiter, "1: -> FLOCK ...".
+                let f = if f.get(1) == Some(&"->") { &f[1..] } else { &f[..] };
+                let ours = f.get(1) == Some(&"FLOCK")
+                    && f.get(5).is_some_and(|id| {
+                        let mut p = id.split(':');
+                        let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else { return false };
+                        u32::from_str_radix(ma, 16).ok() == Some(major)
+                            && u32::from_str_radix(mi, 16).ok() == Some(minor)
+                            && i.parse::<u64>().ok() == Some(ino)
+                    });
+                if ours { f.get(4).and_then(|p| p.parse().ok()) } else { None }
+            })
+            .collect(),
+    )
+}
+
+/// Whether some process holds the flock(2) of `path`, found without taking it. Where
+/// `/proc/locks` cannot be read, the holder written in the lock file is asked whether it is
+/// alive (same host only; a process elsewhere cannot hold a local flock anyway).
+fn lock_is_held(path: &Path) -> bool {
+    if let Some(holders) = flock_holders(path) {
+        return !holders.is_empty();
     }
     let h = read_holder(path);
     // SAFETY: kill with signal 0 only checks that the process exists.
     h.pid != 0 && h.host == hostname() && unsafe { libc::kill(h.pid as i32, 0) } == 0
 }
 
+/// Who holds the lock of `path`, as its holder wrote it. A holder takes the lock and only
+/// then writes its name, so a reader racing it may find the file empty: it waits a moment
+/// for the name, then asks the kernel (`/proc/locks`) which process holds the lock, and
+/// only then says it could not be read.
 fn read_holder(path: &Path) -> LockHolder {
-    fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(LockHolder {
-        pid: 0,
-        host: "an unknown host".into(),
-        since: "unknown".into(),
-    })
+    let parse = || fs::read_to_string(path).ok().and_then(|s| serde_json::from_str::<LockHolder>(&s).ok());
+    for _ in 0..20 {
+        if let Some(h) = parse() {
+            return h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Some(pid) = flock_holders(path).and_then(|h| h.first().copied()) {
+        return LockHolder { pid, host: hostname(), since: "unknown".into() };
+    }
+    LockHolder { pid: 0, host: String::new(), since: path.display().to_string() }
 }
 
 pub fn hostname() -> String {
@@ -475,6 +550,46 @@ fn complete_prefix_len(path: &Path, len: u64) -> io::Result<u64> {
 }
 
 impl RunDir {
+    /// Gives a run being created its name, once its first event is durable (the caller has
+    /// fsynced the journal): from here on `runs`, `show` and `resume` see a whole run. The
+    /// rename refuses to replace a run that appeared meanwhile under the same id.
+    pub fn publish(&mut self) -> Result<(), StateError> {
+        let Some(to) = self.publish_as.take() else { return Ok(()) };
+        let (Ok(from_c), Ok(to_c)) = (
+            std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()),
+            std::ffi::CString::new(to.as_os_str().as_encoded_bytes()),
+        ) else {
+            return Err(StateError::Corrupt {
+                path: to.display().to_string(),
+                message: "a NUL byte in the path".into(),
+            });
+        };
+        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), libc::RENAME_NOREPLACE)
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            let run_id = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = fs::remove_dir_all(&self.dir);
+            return Err(if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTEMPTY) {
+                already_exists(&run_id, to.parent().unwrap_or(&to))
+            } else {
+                StateError::Io { path: to.display().to_string(), source: e }
+            });
+        }
+        self.dir = to;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
+    }
+
+    /// Whether the run is still being created (no event durable yet).
+    pub fn creating(&self) -> bool {
+        self.publish_as.is_some()
+    }
+
     pub fn write_snapshot(&self, state: &RunState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(&*super::redacted(state))
             .map_err(|source| StateError::Encode { what: "the state snapshot", source })?;

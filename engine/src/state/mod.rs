@@ -14,7 +14,7 @@ pub use file::{
     FileStore, JOURNAL_VERSION, Journal, LockHolder, RunDir, RunMeta, RunSummary, StateError, hostname as file_hostname,
 };
 pub use pg::{PgStore, migrate_from};
-pub use run_state::{RunState, StepState};
+pub use run_state::{Liveness, RunState, StepProcess, StepState, leader_start};
 pub use store::{EventLog, HeldRun, Store};
 
 /// Every record a store writes passes the process's redactor here, whatever the dispatcher

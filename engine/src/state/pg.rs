@@ -17,9 +17,9 @@ use super::run_state::RunState;
 use super::store::{EventLog, HeldRun, Store};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The schema this build writes; a store with a newer one is refused.
 const SCHEMA_VERSION: i32 = 1;
@@ -99,6 +99,26 @@ impl PgStore {
         rx.recv().map_err(|_| err("the team store's connection is closed"))?
     }
 
+    /// Like [`call`](Self::call), but gives up waiting at `deadline`: a connection hung on a
+    /// dead network must not hold the heartbeat past the lease it is trying to keep.
+    fn call_until<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Worker) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send(Box::new(move |w| {
+                let _ = tx.send(f(w));
+            }))
+            .map_err(|_| err("the team store's connection is closed"))?;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(err("the team store did not answer in time")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(err("the team store's connection is closed")),
+        }
+    }
+
     fn query(&self, sql: &'static str, params: Vec<String>) -> Result<Vec<Vec<Option<String>>>, StateError> {
         self.call(move |w| {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
@@ -146,19 +166,18 @@ impl PgStore {
         let me_json = serde_json::to_string(&me).map_err(err)?;
         let ttl = self.ttl.as_secs_f64().to_string();
         let previous = match create {
+            // The row and the first event go in together, in one transaction, at the first
+            // flush ([`PgRun::publish`]): a crash before it leaves no run without events.
             Some((meta, text, inputs)) => {
+                let exists = !self
+                    .query("select run_id from runbook_runs where run_id = $1", vec![meta.run_id.clone()])?
+                    .is_empty();
+                if exists {
+                    return Err(already_exists(&meta.run_id));
+                }
                 let mut params = run_row(meta, text.to_owned(), inputs);
                 params.extend([me_json.clone(), ttl]);
-                let inserted = self.query(
-                    "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs, holder, lease_until)
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::text::float8 * interval '1 second')
-                     on conflict (run_id) do nothing returning run_id",
-                    params,
-                )?;
-                if inserted.is_empty() {
-                    return Err(StateError::RunExists { run_id: meta.run_id.clone(), store: "the team store".into() });
-                }
-                None
+                return Ok(Box::new(PgRun::new(self, run_id, me_json, None, Some(params))));
             }
             None => {
                 let run = run_id.to_owned();
@@ -189,43 +208,93 @@ impl PgStore {
                 })?
             }
         };
-        let lost = Arc::new(AtomicBool::new(false));
-        // The heartbeat sleeps on a channel, so stopping it (drop of the sender) is immediate.
-        let (stop, stopped) = mpsc::channel::<()>();
-        let beat = {
-            let (store, run, me, lost, every) =
-                (self.clone(), run_id.to_owned(), me_json.clone(), lost.clone(), self.ttl / 6);
-            std::thread::spawn(move || {
-                let every = every.clamp(Duration::from_millis(50), Duration::from_secs(5));
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    // Checked six times per lease; renewed once a third of it is used.
-                    let renewed = store.query(
-                        "update runbook_runs set lease_until = now() + $3::text::float8 * interval '1 second'
-                         where run_id = $1 and holder = $2 and lease_until < now() + $3::text::float8 * interval '1 second' * 2 / 3
-                         returning run_id",
-                        vec![run.clone(), me.clone(), store.ttl.as_secs_f64().to_string()],
-                    );
-                    let still_ours = store.query(
-                        "select 1::text from runbook_runs where run_id = $1 and holder = $2",
-                        vec![run.clone(), me.clone()],
-                    );
-                    if renewed.is_err() || still_ours.map(|r| r.is_empty()).unwrap_or(true) {
-                        lost.store(true, Ordering::Relaxed);
-                        break;
-                    }
+        let mut run = PgRun::new(self, run_id, me_json, previous.filter(|p| p.pid != 0), None);
+        run.start_heartbeat();
+        Ok(Box::new(run))
+    }
+}
+
+fn already_exists(run_id: &str) -> StateError {
+    StateError::RunExists { run_id: run_id.to_owned(), store: "the team store".into() }
+}
+
+/// Renews the lease until told to stop. A failed renewal is retried with backoff for as long
+/// as the lease surely still holds; just before it could expire (and another operator could
+/// take the run over), every step this process runs is killed, so no step ever runs twice at
+/// once, and the run's next event is refused with the reason.
+fn heartbeat(store: PgStore, run: String, me: String, lost: Arc<Mutex<Option<String>>>, stopped: mpsc::Receiver<()>) {
+    let ttl = store.ttl;
+    let every = (ttl / 6).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    // Stop the steps this long before the lease could expire: time to kill and for the
+    // clocks of two machines to disagree a little.
+    let margin = (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(10));
+    // Measured from when a renewal was *sent*: the server set `now() + ttl` after that.
+    let mut held_until = Instant::now() + ttl;
+    let mut wait = every;
+    let mut failures = 0u32;
+    let mut last_error = String::new();
+    loop {
+        match stopped.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let give_up_at = held_until.checked_sub(margin).unwrap_or_else(Instant::now);
+        if Instant::now() >= give_up_at {
+            let stopped_steps = crate::exec::groups::kill_all();
+            let what = if stopped_steps.is_empty() {
+                "no step was running".to_owned()
+            } else {
+                let list: Vec<String> =
+                    stopped_steps.iter().map(|(s, g)| format!("`{s}` (process group {g})")).collect();
+                format!("stopped step(s) {} so that no one runs them twice", list.join(", "))
+            };
+            let reason = format!(
+                "the team store did not renew the lease for {:.1}s of its {:.1}s ({failures} attempt(s) failed, last: {last_error}); {what}. \
+                 When the store answers again, `runbook resume {run}` (with --rerun-interrupted for the stopped steps)",
+                (Instant::now() + ttl).saturating_duration_since(held_until).as_secs_f64(),
+                ttl.as_secs_f64()
+            );
+            if let Ok(mut l) = lost.lock() {
+                *l = Some(reason);
+            }
+            return;
+        }
+        let sent = Instant::now();
+        let (r, m, t) = (run.clone(), me.clone(), ttl.as_secs_f64().to_string());
+        let renewed = store.call_until(give_up_at, move |w| {
+            let rows =
+                w.rt.block_on(w.client.query(
+                    "update runbook_runs set lease_until = now() + $3::text::float8 * interval '1 second'
+                     where run_id = $1 and holder = $2 returning run_id",
+                    &[&r, &m, &t],
+                ))
+                .map_err(db)?;
+            Ok(rows.len())
+        });
+        match renewed {
+            Ok(1) => {
+                held_until = sent + ttl;
+                wait = every;
+                failures = 0;
+            }
+            Ok(_) => {
+                // Someone took the run over (our lease had expired): stop at once.
+                let stopped_steps = crate::exec::groups::kill_all();
+                if let Ok(mut l) = lost.lock() {
+                    *l = Some(format!(
+                        "another process took the run over; stopped {} step(s) of this one",
+                        stopped_steps.len()
+                    ));
                 }
-            })
-        };
-        Ok(Box::new(PgRun {
-            store: self.clone(),
-            run_id: run_id.to_owned(),
-            me: me_json,
-            pending: Vec::new(),
-            lost,
-            stop: Some(stop),
-            beat: Some(beat),
-            previous: previous.filter(|p| p.pid != 0),
-        }))
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                last_error = e.to_string();
+                // 50 ms, 100 ms, ... up to the renewal interval.
+                wait = (Duration::from_millis(50) * 2u32.saturating_pow(failures.min(10) - 1)).min(every);
+            }
+        }
     }
 }
 
@@ -278,52 +347,136 @@ struct PgRun {
     run_id: String,
     me: String,
     pending: Vec<Event>,
-    lost: Arc<AtomicBool>,
+    /// Why the lease was lost, once it was: every later write is refused with it.
+    lost: Arc<Mutex<Option<String>>>,
     stop: Option<mpsc::Sender<()>>,
     beat: Option<std::thread::JoinHandle<()>>,
     previous: Option<LockHolder>,
+    /// The row of a run being created, inserted with its first events.
+    unpublished: Option<Vec<String>>,
+}
+
+impl PgRun {
+    fn new(
+        store: &PgStore,
+        run_id: &str,
+        me: String,
+        previous: Option<LockHolder>,
+        unpublished: Option<Vec<String>>,
+    ) -> PgRun {
+        PgRun {
+            store: store.clone(),
+            run_id: run_id.to_owned(),
+            me,
+            pending: Vec::new(),
+            lost: Arc::new(Mutex::new(None)),
+            stop: None,
+            beat: None,
+            previous,
+            unpublished,
+        }
+    }
+
+    fn start_heartbeat(&mut self) {
+        // The heartbeat sleeps on a channel, so stopping it (drop of the sender) is immediate.
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (store, run, me, lost) = (self.store.clone(), self.run_id.clone(), self.me.clone(), self.lost.clone());
+        self.beat = Some(std::thread::spawn(move || heartbeat(store, run, me, lost, stopped)));
+        self.stop = Some(stop);
+    }
+
+    fn lost(&self) -> Result<(), StateError> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(reason) => Err(StateError::LeaseLost { run_id: self.run_id.clone(), reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Inserts the run's row, lease and first events in one transaction.
+    fn publish(&mut self, row: Vec<String>, batch: String) -> Result<(), StateError> {
+        let run_id = self.run_id.clone();
+        self.store.call(move |w| {
+            let tx = w.rt.block_on(w.client.transaction()).map_err(db)?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = row.iter().map(|p| p as _).collect();
+            let inserted = w
+                .rt
+                .block_on(tx.query(
+                    "insert into runbook_runs (run_id, playbook, file, sha256, created_at, playbook_text, inputs, holder, lease_until)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::text::float8 * interval '1 second')
+                     on conflict (run_id) do nothing returning run_id",
+                    &refs,
+                ))
+                .map_err(db)?;
+            if inserted.is_empty() {
+                return Err(already_exists(&run_id));
+            }
+            w.rt.block_on(tx.execute(
+                "insert into runbook_events (run_id, seq, event)
+                 select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e",
+                &[&run_id, &batch],
+            ))
+            .map_err(db)?;
+            w.rt.block_on(tx.commit()).map_err(db)
+        })?;
+        self.pending.clear();
+        self.start_heartbeat();
+        Ok(())
+    }
 }
 
 impl EventLog for PgRun {
     fn append(&mut self, ev: &Event) -> Result<(), StateError> {
-        if self.lost.load(Ordering::Relaxed) {
-            return Err(StateError::Locked {
-                run_id: self.run_id.clone(),
-                holder: "another process (this one's lease expired)".into(),
-            });
-        }
+        self.lost()?;
         self.pending.push(super::redacted(ev).into_owned());
         Ok(())
     }
 
+    /// Hands the batch to the store's thread without waiting for it: the engine's one
+    /// runtime thread goes on with the other branches while the insert travels. The thread
+    /// runs jobs in order, so a later [`sync`](Self::sync) that waits for its own turn has
+    /// waited for this insert too; a failed insert marks the run lost, and the next write
+    /// is refused with it.
     fn flush(&mut self) -> Result<(), StateError> {
+        self.lost()?;
         if self.pending.is_empty() {
             return Ok(());
         }
         let batch = serde_json::to_string(&self.pending).map_err(err)?;
-        let n = self.pending.len();
-        // Only the lease holder may write, checked in the same statement.
-        let rows = self.store.query(
-            "insert into runbook_events (run_id, seq, event)
-             select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e
-             where exists (select 1 from runbook_runs where run_id = $1 and holder = $3)
-             returning seq::text",
-            vec![self.run_id.clone(), batch, self.me.clone()],
-        )?;
-        if rows.len() != n {
-            self.lost.store(true, Ordering::Relaxed);
-            return Err(StateError::Locked {
-                run_id: self.run_id.clone(),
-                holder: "another process (this one's lease was taken over)".into(),
-            });
+        if let Some(row) = self.unpublished.take() {
+            return self.publish(row, batch);
         }
+        let n = self.pending.len();
         self.pending.clear();
-        Ok(())
+        let (run_id, me, lost) = (self.run_id.clone(), self.me.clone(), self.lost.clone());
+        self.store
+            .jobs
+            .send(Box::new(move |w| {
+                // Only the lease holder may write, checked in the same statement.
+                let r = w.rt.block_on(w.client.query(
+                    "insert into runbook_events (run_id, seq, event)
+                     select $1, (e->>'seq')::bigint, e::text from jsonb_array_elements($2::text::jsonb) as e
+                     where exists (select 1 from runbook_runs where run_id = $1 and holder = $3)
+                     returning seq::text",
+                    &[&run_id, &batch, &me],
+                ));
+                let why = match r {
+                    Ok(rows) if rows.len() == n => return,
+                    Ok(_) => "another process took the run over; its events were not written".to_owned(),
+                    Err(e) => format!("writing events failed: {}", db(e)),
+                };
+                if let Ok(mut l) = lost.lock() {
+                    l.get_or_insert(why);
+                }
+            }))
+            .map_err(|_| err("the team store's connection is closed"))
     }
 
+    /// Waits until every batch handed over is committed (a committed insert is durable on
+    /// the server), at most one lease: past that another operator could take the run over.
     fn sync(&mut self) -> Result<(), StateError> {
-        // A committed insert is durable on the server.
-        self.flush()
+        self.flush()?;
+        self.store.call_until(Instant::now() + self.store.ttl, |_| Ok(()))?;
+        self.lost()
     }
 }
 
@@ -337,7 +490,7 @@ impl HeldRun for PgRun {
     }
 
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
-        self.flush()?;
+        self.sync()?;
         let snap = serde_json::to_string(&*super::redacted(state)).map_err(err)?;
         self.store.query(
             "update runbook_runs set snapshot = $2, snapshot_seq = $3::text::bigint where run_id = $1 and holder = $4 returning run_id",
@@ -353,15 +506,25 @@ impl HeldRun for PgRun {
 
 impl Drop for PgRun {
     fn drop(&mut self) {
+        if self.unpublished.is_some() {
+            // Never published: there is no row to release.
+            return;
+        }
         let _ = self.flush();
         drop(self.stop.take());
         if let Some(b) = self.beat.take() {
             let _ = b.join();
         }
-        let _ = self.store.query(
-            "update runbook_runs set holder = null, lease_until = null where run_id = $1 and holder = $2 returning run_id",
-            vec![self.run_id.clone(), self.me.clone()],
-        );
+        // Bounded: a store that does not answer must not keep the process from ending (the
+        // lease then simply expires).
+        let (run, me) = (self.run_id.clone(), self.me.clone());
+        let _ = self.store.call_until(Instant::now() + self.store.ttl, move |w| {
+            w.rt.block_on(w.client.execute(
+                "update runbook_runs set holder = null, lease_until = null where run_id = $1 and holder = $2",
+                &[&run, &me],
+            ))
+            .map_err(db)
+        });
     }
 }
 

@@ -24,6 +24,65 @@ pub struct StepState {
     /// What to do about the error, as the step said it (already redacted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The process group of the step's last attempt, if it ran programs in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<StepProcess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepProcess {
+    pub pgid: i32,
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_start: Option<u64>,
+}
+
+/// Whether a recorded process group still runs, as seen from this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Gone,
+    /// Recorded on another host: this one cannot tell.
+    Elsewhere,
+}
+
+impl StepProcess {
+    pub fn liveness(&self) -> Liveness {
+        if self.host != super::file::hostname() {
+            return Liveness::Elsewhere;
+        }
+        // SAFETY: kill(2) with signal 0 only asks whether the group exists.
+        if unsafe { libc::kill(-self.pgid, 0) } != 0 || !group_has_a_live_member(self.pgid) {
+            return Liveness::Gone;
+        }
+        // The leader still there but started at another time: the id was reused.
+        match (self.leader_start, leader_start(self.pgid)) {
+            (Some(recorded), Some(now)) if recorded != now => Liveness::Gone,
+            _ => Liveness::Alive,
+        }
+    }
+}
+
+/// Whether a process of group `pgid` is alive and not a zombie: killed processes whose
+/// parent died stay zombies until someone reaps them, and are in the group until then.
+/// Where /proc cannot be read, kill(2) said the group exists: taken as alive.
+fn group_has_a_live_member(pgid: i32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    procs.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let mut f = rest.split_whitespace();
+        // After `(comm)`: state, ppid, pgrp.
+        let (state, pgrp) = (f.next(), f.nth(1));
+        state != Some("Z") && pgrp.and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+    })
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat, after the `(comm)` field).
+pub fn leader_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +140,7 @@ impl RunState {
                 reason: None,
                 skipped_by: None,
                 hint: None,
+                process: None,
             });
             next.insert(id.clone(), st);
         }
@@ -112,11 +172,23 @@ impl RunState {
                 if let Some(s) = self.steps.get_mut(step) {
                     s.status = StepStatus::Running;
                     s.attempts = *attempt;
+                    s.process = None;
                     if *attempt == 1 || s.started_at.is_none() {
                         s.started_at = Some(ev.at.clone());
                     }
                     s.finished_at = None;
                 }
+            }
+            EventKind::StepProcess { step, pgid, host, leader_start } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.process = Some(StepProcess { pgid: *pgid, host: host.clone(), leader_start: *leader_start });
+                }
+            }
+            EventKind::InputChanged { input, from, to, by } => {
+                if let Some(m) = self.inputs.as_object_mut() {
+                    m.insert(input.clone(), to.clone());
+                }
+                self.warnings.push(format!("input `{input}` changed on resume by {by}: {from} → {to}"));
             }
             EventKind::StepRetrying { step, error, .. } => {
                 if let Some(s) = self.steps.get_mut(step) {

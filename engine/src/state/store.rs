@@ -58,15 +58,33 @@ struct FileRun {
     journal: Journal,
 }
 
+/// The file run's log publishes a run being created once its first event is fsynced.
+impl EventLog for FileRun {
+    fn append(&mut self, ev: &Event) -> Result<(), StateError> {
+        self.journal.append(ev)
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        if self.dir.creating() {
+            // Nothing of a run is visible before its first event is durable.
+            return self.sync();
+        }
+        self.journal.flush()
+    }
+    fn sync(&mut self) -> Result<(), StateError> {
+        self.journal.sync()?;
+        self.dir.publish()
+    }
+}
+
 impl HeldRun for FileRun {
     fn log(&mut self) -> &mut dyn EventLog {
-        &mut self.journal
+        self
     }
     fn load(&self) -> Result<RunState, StateError> {
         self.dir.load()
     }
     fn write_snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
-        self.journal.sync()?;
+        EventLog::sync(self)?;
         self.dir.write_snapshot(state)
     }
 }

@@ -116,7 +116,14 @@ impl TypedStep for PgDump {
             return Err(pg_dump_failed(&out.stderr));
         }
         std::fs::rename(&tmp, &path).map_err(|e| StepError::failed(format!("cannot move the dump into place: {e}")))?;
-        let (bytes, sha256) = digest(&path)?;
+        // Hashing a dump of many GB takes seconds of CPU: on a blocking thread, so the other
+        // branches of the run (and Ctrl-C, and timeouts) go on meanwhile.
+        let (bytes, sha256) = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || digest(&path))
+                .await
+                .map_err(|e| StepError::failed(format!("hashing the dump failed: {e}")))??
+        };
         Ok(serde_json::json!({
             "path": path.display().to_string(),
             "bytes": bytes,
@@ -203,7 +210,16 @@ async fn stream_to_s3(
         if buf.is_empty() && !parts.is_empty() {
             break;
         }
-        hasher.update(&buf);
+        // A part is many MB: hashed off the runtime, like the dump file's digest.
+        let hashed = tokio::task::spawn_blocking(move || {
+            hasher.update(&buf);
+            (hasher, buf)
+        })
+        .await;
+        (hasher, buf) = match hashed {
+            Ok(hb) => hb,
+            Err(e) => return Err(abort(c.clone(), StepError::failed(format!("hashing the dump failed: {e}"))).await),
+        };
         total += buf.len() as u64;
         let number = parts.len() as i32 + 1;
         let last = buf.len() < PART;

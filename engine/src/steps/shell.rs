@@ -49,21 +49,6 @@ fn default_ok_codes() -> Vec<i32> {
     vec![0]
 }
 
-/// Kills the whole process group when the step is cancelled (timeout, Ctrl-C), so no child
-/// of a script lives on after its step has ended.
-struct GroupGuard(Option<i32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals the process group we created.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
 impl TypedStep for Shell {
     const NAME: &'static str = "shell";
     const SUMMARY: &'static str = "run a command (argv) or a script (sh -c); outputs stdout, stderr, exit_code";
@@ -136,7 +121,9 @@ impl TypedStep for Shell {
             StepError::failed(format!("cannot start `{what}`: {e}")).with_hint(hint)
         })?;
         let mut child = child;
-        let mut guard = GroupGuard(child.id().map(|id| id as i32));
+        // Registered, the group is killed when the step is cancelled (timeout, Ctrl-C) and when the
+        // team store's lease is about to be lost; no child of a script outlives its step.
+        let guard = child.id().map(|id| crate::exec::groups::Group::register(id as i32, &ctx.step_id));
         // Both pipes are drained at once into bounded captures (a child blocked on a full
         // stderr pipe would never close stdout), and only then is the exit status read.
         let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
@@ -156,7 +143,9 @@ impl TypedStep for Shell {
         let failed = |e: std::io::Error| StepError::failed(format!("reading the output of `{what}` failed: {e}"));
         let (stdout, stderr) = (stdout.map_err(failed)?, stderr.map_err(failed)?);
         let status = child.wait().await.map_err(|e| StepError::failed(format!("waiting for `{what}` failed: {e}")))?;
-        guard.0 = None;
+        if let Some(g) = guard {
+            g.release();
+        }
         let stdout_whole = stdout.whole().map(<[u8]>::to_vec);
         let stdout_cut = stdout.truncated().then(|| stdout.total());
         let stdout = stdout.text();
