@@ -7,6 +7,7 @@ mod bounded;
 mod browser;
 mod cloud;
 mod crash;
+mod crash_matrix;
 mod diff;
 mod drill;
 mod drill_e2e;

@@ -412,6 +412,9 @@ impl Journal {
             .map_err(|e| StateError::Io { path: self.path.display().to_string(), source: e.into() })?;
         self.out.write_all(b"\n").map_err(io_err(&self.path))?;
         self.dirty = true;
+        super::crash_hook(|| {
+            let _ = self.out.flush();
+        });
         Ok(())
     }
 

@@ -290,6 +290,9 @@ impl EventLog for PgRun {
             });
         }
         self.pending.push(super::redacted(ev).into_owned());
+        super::crash_hook(|| {
+            let _ = self.flush();
+        });
         Ok(())
     }
 
