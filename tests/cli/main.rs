@@ -14,6 +14,7 @@ mod drill_e2e;
 mod formats;
 mod pg;
 mod pg_cluster;
+mod props;
 mod providers;
 mod report;
 mod run;

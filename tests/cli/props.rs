@@ -1,0 +1,473 @@
+//! Property tests (proptest), small enough for CI.
+//!
+//! - [`dispatcher_matches_the_reference_model`]: random DAGs of `shell` steps that run `true`
+//!   or `false`, with random triggers, `when` and `continue_on_error`, run by the real binary
+//!   (`--max-parallel 1`, so the order is fixed), against [`model`], a direct reading of the
+//!   rules in docs/format.md and docs/semantics.md.
+//! - [`loading_mutated_playbooks_never_panics_and_every_error_has_a_position`]: the real
+//!   playbooks in playbooks/, changed at random (keys deleted, renamed, duplicated; values
+//!   replaced by values of other types and odd Unicode; nodes nested past the depth limit;
+//!   text spliced in or cut off), loaded through the library.
+
+use crate::support::{Env, repo_root, step};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::Config;
+use std::collections::VecDeque;
+
+// ---------------------------------------------------------------------------------------
+// The dispatcher against a reference model.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trig {
+    Success,
+    Failure,
+    Always,
+}
+
+#[derive(Clone, Debug)]
+struct Spec {
+    needs: Vec<usize>,
+    ok: bool,
+    trigger: Trig,
+    /// None, or the value of `when` (written as a constant or as an expression).
+    when: Option<bool>,
+    when_expr: bool,
+    continue_on_error: bool,
+}
+
+fn dag() -> impl Strategy<Value = Vec<Spec>> {
+    let step = (
+        any::<u8>(),
+        prop::bool::weighted(0.7),
+        prop_oneof![4 => Just(Trig::Success), 2 => Just(Trig::Failure), 1 => Just(Trig::Always)],
+        prop_oneof![5 => Just(None), 1 => Just(Some(true)), 2 => Just(Some(false))],
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+    );
+    prop::collection::vec(step, 2..8).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (mask, ok, trigger, when, when_expr, continue_on_error))| Spec {
+                // Any subset of the earlier steps: at most 7 of them, so a u8 covers it.
+                needs: (0..i).filter(|j| mask & (1 << j) != 0).collect(),
+                ok,
+                trigger,
+                when,
+                when_expr,
+                continue_on_error,
+            })
+            .collect()
+    })
+}
+
+fn yaml(specs: &[Spec]) -> String {
+    let mut y = String::from("apiVersion: runbook/v1\nname: prop\nsteps:\n");
+    for (i, s) in specs.iter().enumerate() {
+        // Idempotent: nothing here is about crashes, and it spares two fsyncs per step.
+        y += &format!("  - id: s{i}\n    type: shell\n    idempotent: true\n");
+        if !s.needs.is_empty() {
+            let needs: Vec<String> = s.needs.iter().map(|j| format!("s{j}")).collect();
+            y += &format!("    needs: [{}]\n", needs.join(", "));
+        }
+        match s.trigger {
+            Trig::Success => {}
+            Trig::Failure => y += "    trigger: failure\n",
+            Trig::Always => y += "    trigger: always\n",
+        }
+        match (s.when, s.when_expr) {
+            (None, _) => {}
+            (Some(w), false) => y += &format!("    when: {w}\n"),
+            (Some(true), true) => y += "    when: \"1 < 2\"\n",
+            (Some(false), true) => y += "    when: \"1 > 2\"\n",
+        }
+        if s.continue_on_error {
+            y += "    continue_on_error: true\n";
+        }
+        y += &format!("    with: {{ command: [\"{}\"] }}\n", if s.ok { "true" } else { "false" });
+    }
+    y
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Outcome {
+    /// Run status and exit code.
+    run: (String, i32),
+    /// Per step: status and `skipped_by`.
+    steps: Vec<(String, Option<String>)>,
+}
+
+/// The documented rules, written as plainly as possible (one step at a time, as with
+/// `--max-parallel 1`: ready steps in the order they became ready, the first ones in file
+/// order):
+/// - `trigger: success` (format.md) runs when every need succeeded, was skipped by its
+///   `when`, or failed with `continue_on_error`; a need that failed otherwise skips it
+///   (`skipped_by: trigger`), and so does a need skipped by its trigger (Argo's "omitted",
+///   semantics.md). A need that never started leaves it not started (`pending`), as does a
+///   run that has already failed ("no new `trigger: success` step starts").
+/// - `trigger: failure` runs when some ancestor failed (without `continue_on_error`), through
+///   any path of needs (GitHub Actions' `failure()`); otherwise it is skipped by its trigger,
+///   or stays pending when a need never started.
+/// - `trigger: always` runs in any case once its needs are settled.
+/// - A step that would start but whose `when` is false is skipped (`skipped_by: when`).
+/// - The run fails when a step failed without `continue_on_error` (exit 1), else succeeds.
+fn model(specs: &[Spec]) -> Outcome {
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        Pending,
+        NotStarted,
+        Succeeded,
+        Failed,
+        SkippedWhen,
+        SkippedTrigger,
+    }
+    let n = specs.len();
+    let mut st = vec![St::Pending; n];
+    // "Some ancestor (or the step itself) failed": what a failure trigger looks for.
+    let mut failed_line = vec![false; n];
+    let mut run_failed = false;
+    let mut remaining: Vec<usize> = specs.iter().map(|s| s.needs.len()).collect();
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    while let Some(i) = ready.pop_front() {
+        let s = &specs[i];
+        let hard_failed = |st: &[St], j: usize| st[j] == St::Failed && !specs[j].continue_on_error;
+        let decided = match s.trigger {
+            Trig::Success => {
+                if s.needs.iter().any(|&j| hard_failed(&st, j) || st[j] == St::SkippedTrigger) {
+                    Some(St::SkippedTrigger)
+                } else if s.needs.iter().any(|&j| st[j] == St::NotStarted) || run_failed {
+                    Some(St::NotStarted)
+                } else {
+                    None
+                }
+            }
+            Trig::Failure => {
+                if s.needs.iter().any(|&j| failed_line[j]) {
+                    None
+                } else if s.needs.iter().any(|&j| st[j] == St::NotStarted) {
+                    Some(St::NotStarted)
+                } else {
+                    Some(St::SkippedTrigger)
+                }
+            }
+            Trig::Always => None,
+        };
+        st[i] = match decided {
+            Some(d) => d,
+            None if s.when == Some(false) => St::SkippedWhen,
+            None if s.ok => St::Succeeded,
+            None => St::Failed,
+        };
+        if hard_failed(&st, i) {
+            run_failed = true;
+        }
+        failed_line[i] = hard_failed(&st, i) || s.needs.iter().any(|&j| failed_line[j]);
+        for (d, spec) in specs.iter().enumerate() {
+            if spec.needs.contains(&i) {
+                remaining[d] -= 1;
+                if remaining[d] == 0 {
+                    ready.push_back(d);
+                }
+            }
+        }
+    }
+    let steps = st
+        .iter()
+        .map(|s| match s {
+            St::Pending | St::NotStarted => ("pending".to_owned(), None),
+            St::Succeeded => ("succeeded".to_owned(), None),
+            St::Failed => ("failed".to_owned(), None),
+            St::SkippedWhen => ("skipped".to_owned(), Some("when".to_owned())),
+            St::SkippedTrigger => ("skipped".to_owned(), Some("trigger".to_owned())),
+        })
+        .collect();
+    let run = if run_failed { ("failed".to_owned(), 1) } else { ("succeeded".to_owned(), 0) };
+    Outcome { run, steps }
+}
+
+fn real(specs: &[Spec]) -> Outcome {
+    let env = Env::new();
+    env.write("p.yaml", &yaml(specs));
+    let r = env.run(&["exec", "p.yaml", "--run-id", "p", "--max-parallel", "1"]);
+    let show = env.show("p");
+    let steps = (0..specs.len())
+        .map(|i| {
+            let s = step(&show, &format!("s{i}"));
+            (s["status"].as_str().unwrap_or("?").to_owned(), s["skipped_by"].as_str().map(str::to_owned))
+        })
+        .collect();
+    Outcome { run: (show["status"].as_str().unwrap_or("?").to_owned(), r.code), steps }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 48, failure_persistence: None, ..Config::default() })]
+
+    /// The real dispatcher decides every step (status, `skipped_by`), the run's status and
+    /// the exit code as the reference model does.
+    #[test]
+    fn dispatcher_matches_the_reference_model(specs in dag()) {
+        let want = model(&specs);
+        let got = real(&specs);
+        prop_assert_eq!(&got, &want, "playbook:\n{}", yaml(&specs));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading mutated playbooks.
+
+/// A YAML tree that can hold what serde_json cannot: duplicate keys, and keys in any order.
+#[derive(Clone, Debug)]
+enum Y {
+    Scalar(String),
+    Map(Vec<(String, Y)>),
+    Seq(Vec<Y>),
+}
+
+fn from_json(v: &serde_json::Value) -> Y {
+    use serde_json::Value as V;
+    match v {
+        V::Object(m) => Y::Map(m.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+        V::Array(a) => Y::Seq(a.iter().map(from_json).collect()),
+        V::String(s) => Y::Scalar(quote(s)),
+        other => Y::Scalar(other.to_string()),
+    }
+}
+
+/// A double-quoted YAML scalar: JSON's escapes are valid YAML escapes.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+fn key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') { k.to_owned() } else { quote(k) }
+}
+
+fn emit(y: &Y, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match y {
+        Y::Scalar(s) => {
+            out.push_str(&pad);
+            out.push_str(s);
+            out.push('\n');
+        }
+        Y::Map(m) if m.is_empty() => out.push_str(&format!("{pad}{{}}\n")),
+        Y::Seq(s) if s.is_empty() => out.push_str(&format!("{pad}[]\n")),
+        Y::Map(m) => {
+            for (k, v) in m {
+                match v {
+                    Y::Scalar(s) => out.push_str(&format!("{pad}{}: {s}\n", key(k))),
+                    Y::Map(x) if x.is_empty() => out.push_str(&format!("{pad}{}: {{}}\n", key(k))),
+                    Y::Seq(x) if x.is_empty() => out.push_str(&format!("{pad}{}: []\n", key(k))),
+                    _ => {
+                        out.push_str(&format!("{pad}{}:\n", key(k)));
+                        emit(v, indent + 2, out);
+                    }
+                }
+            }
+        }
+        Y::Seq(items) => {
+            for v in items {
+                match v {
+                    Y::Scalar(s) => out.push_str(&format!("{pad}- {s}\n")),
+                    _ => {
+                        out.push_str(&format!("{pad}-\n"));
+                        emit(v, indent + 2, out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every node, as a path of child indices from the root.
+fn paths(y: &Y, here: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    out.push(here.clone());
+    let children: Vec<&Y> = match y {
+        Y::Scalar(_) => Vec::new(),
+        Y::Map(m) => m.iter().map(|(_, v)| v).collect(),
+        Y::Seq(s) => s.iter().collect(),
+    };
+    for (i, c) in children.into_iter().enumerate() {
+        here.push(i);
+        paths(c, here, out);
+        here.pop();
+    }
+}
+
+fn at<'a>(y: &'a mut Y, path: &[usize]) -> &'a mut Y {
+    match path.split_first() {
+        None => y,
+        Some((&i, rest)) => match y {
+            Y::Map(m) => at(&mut m[i].1, rest),
+            Y::Seq(s) => at(&mut s[i], rest),
+            Y::Scalar(_) => unreachable!("paths only lead into collections"),
+        },
+    }
+}
+
+/// Text that parsers and renderers get wrong: controls, a BOM, bidi marks, joiners,
+/// line and paragraph separators, NEL, astral characters, combining marks, YAML indicators.
+fn odd_text() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "\u{0}", "\u{7}", "\t", "\r", "\u{85}", "\u{2028}", "\u{2029}", "\u{feff}", "\u{202e}", "\u{200d}", "\u{301}",
+        "😀", "𝕏", "é", "日本", "{{", "}}", "{%", ": ", "- ", "#", "&a", "*a", "!!str", "<<", "'", "\"", "\\", "---",
+        "...", "|", ">", "@", "`", "%", "needs", "id", "steps", "x",
+    ]);
+    prop::collection::vec(pieces, 0..6).prop_map(|v| v.concat())
+}
+
+/// A value of any type, to put where something else was.
+fn odd_value() -> impl Strategy<Value = Y> {
+    prop_oneof![
+        Just(Y::Scalar("null".into())),
+        Just(Y::Scalar("true".into())),
+        Just(Y::Scalar("-1".into())),
+        Just(Y::Scalar("0".into())),
+        Just(Y::Scalar("1e309".into())),
+        Just(Y::Scalar("99999999999999999999999".into())),
+        Just(Y::Scalar("0755".into())),
+        Just(Y::Scalar("no".into())),
+        Just(Y::Scalar("~".into())),
+        Just(Y::Scalar("\"\"".into())),
+        Just(Y::Map(Vec::new())),
+        Just(Y::Seq(Vec::new())),
+        Just(Y::Seq(vec![Y::Scalar("1".into()), Y::Map(vec![("a".into(), Y::Scalar("b".into()))])])),
+        odd_text().prop_map(|s| Y::Scalar(quote(&s))),
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    DeleteKey(Index, Index),
+    Replace(Index, Y),
+    DuplicateKey(Index, Index, Option<Y>),
+    RenameKey(Index, Index, String),
+    Nest(Index, usize),
+    /// On the emitted text: splice text in at a character, or cut the file there.
+    Splice(Index, String),
+    Cut(Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::DeleteKey(a, b)),
+        3 => (any::<Index>(), odd_value()).prop_map(|(a, v)| Mutation::Replace(a, v)),
+        2 => (any::<Index>(), any::<Index>(), prop::option::of(odd_value()))
+            .prop_map(|(a, b, v)| Mutation::DuplicateKey(a, b, v)),
+        2 => (any::<Index>(), any::<Index>(), odd_text()).prop_map(|(a, b, k)| Mutation::RenameKey(a, b, k)),
+        1 => (any::<Index>(), 1usize..100).prop_map(|(a, d)| Mutation::Nest(a, d)),
+        2 => (any::<Index>(), odd_text()).prop_map(|(a, t)| Mutation::Splice(a, t)),
+        1 => any::<Index>().prop_map(Mutation::Cut),
+    ]
+}
+
+fn apply_tree(y: &mut Y, m: &Mutation) {
+    let mut all = Vec::new();
+    paths(y, &mut Vec::new(), &mut all);
+    let maps: Vec<&Vec<usize>> =
+        all.iter().filter(|p| matches!(at(&mut y.clone(), p), Y::Map(m) if !m.is_empty())).collect();
+    match m {
+        Mutation::DeleteKey(a, b) | Mutation::DuplicateKey(a, b, _) | Mutation::RenameKey(a, b, _) => {
+            if maps.is_empty() {
+                return;
+            }
+            let path = maps[a.index(maps.len())].clone();
+            let Y::Map(entries) = at(y, &path) else { return };
+            let k = b.index(entries.len());
+            match m {
+                Mutation::DeleteKey(..) => {
+                    entries.remove(k);
+                }
+                Mutation::DuplicateKey(_, _, v) => {
+                    let (name, old) = entries[k].clone();
+                    entries.push((name, v.clone().unwrap_or(old)));
+                }
+                Mutation::RenameKey(_, _, new) => entries[k].0 = new.clone(),
+                _ => {}
+            }
+        }
+        Mutation::Replace(a, v) => *at(y, &all[a.index(all.len())]) = v.clone(),
+        Mutation::Nest(a, depth) => {
+            let node = at(y, &all[a.index(all.len())]);
+            for d in 0..*depth {
+                let inner = std::mem::replace(node, Y::Seq(Vec::new()));
+                *node = if d % 2 == 0 { Y::Seq(vec![inner]) } else { Y::Map(vec![("k".into(), inner)]) };
+            }
+        }
+        Mutation::Splice(..) | Mutation::Cut(_) => {}
+    }
+}
+
+fn apply_text(text: &mut String, m: &Mutation) {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    match m {
+        Mutation::Splice(a, s) => text.insert_str(*a.get(&bounds), s),
+        Mutation::Cut(a) => text.truncate(*a.get(&bounds)),
+        _ => {}
+    }
+}
+
+fn playbooks() -> Vec<(String, Y)> {
+    let dir = repo_root().join("playbooks");
+    let mut out = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("playbooks/").flatten().map(|e| e.path()).collect();
+    names.sort();
+    for p in names.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let text = std::fs::read_to_string(&p).expect("read playbook");
+        let limits = runbook::playbook::node::Limits { max_depth: 64, max_nodes: 400_000, max_bytes: 32 << 20 };
+        let tree = runbook::playbook::node::parse(&text, limits).expect("the real playbooks parse").to_json();
+        out.push((p.file_name().unwrap().to_string_lossy().into_owned(), from_json(&tree)));
+    }
+    assert!(out.len() >= 5, "expected the playbooks in playbooks/, found {}", out.len());
+    out
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 256, failure_persistence: None, ..Config::default() })]
+
+    /// Loading and checking a mutated playbook never panics; when it fails, it fails with
+    /// diagnostics (never an I/O error), each naming the file and a line:col inside the text
+    /// (line 1 to the last line + 1, column 1 to the line's length + 1), with a message, and
+    /// each renders as a snippet without panicking.
+    #[test]
+    fn loading_mutated_playbooks_never_panics_and_every_error_has_a_position(
+        which in any::<Index>(),
+        muts in prop::collection::vec(mutation(), 1..4),
+    ) {
+        thread_local!(static PLAYBOOKS: Vec<(String, Y)> = playbooks());
+        let (name, mut tree) = PLAYBOOKS.with(|p| which.get(p).clone());
+        for m in &muts {
+            apply_tree(&mut tree, m);
+        }
+        let mut text = String::new();
+        emit(&tree, 0, &mut text);
+        for m in &muts {
+            apply_text(&mut text, m);
+        }
+        let file = format!("mutated-{name}");
+        let loaded = std::panic::catch_unwind(|| runbook::playbook::load_str(&file, text.clone(), None));
+        let Ok(result) = loaded else {
+            return Err(TestCaseError::fail(format!("load_str panicked on:\n{text}")));
+        };
+        match result {
+            Ok(_) => {}
+            Err(runbook::playbook::LoadError::Io { message, .. }) => {
+                return Err(TestCaseError::fail(format!("an I/O error from text: {message}\n{text}")));
+            }
+            Err(runbook::playbook::LoadError::Invalid(diags)) => {
+                prop_assert!(!diags.is_empty(), "an error without a diagnostic:\n{}", text);
+                let lines: Vec<&str> = text.split('\n').collect();
+                for d in &diags {
+                    prop_assert_eq!(&d.file, &file);
+                    prop_assert!(!d.message.trim().is_empty(), "empty message at {}:{}", d.line, d.col);
+                    let line_ok = d.line >= 1 && (d.line as usize) <= lines.len();
+                    prop_assert!(line_ok, "{} is outside the text ({} lines):\n{}", d, lines.len(), text);
+                    let width = lines[d.line as usize - 1].chars().count() as u64;
+                    prop_assert!(d.col >= 1 && d.col <= width + 1, "{} is past its line ({} chars):\n{}", d, width, text);
+                    let shown = std::panic::catch_unwind(|| d.snippet(&text, false));
+                    prop_assert!(shown.is_ok(), "the snippet of {} panicked", d);
+                }
+            }
+        }
+    }
+}
