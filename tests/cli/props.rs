@@ -28,7 +28,9 @@ enum Trig {
 #[derive(Clone, Debug)]
 struct Spec {
     needs: Vec<usize>,
+    /// Whether the step succeeds in the first run, and in the resume after it.
     ok: bool,
+    ok_again: bool,
     trigger: Trig,
     /// None, or the value of `when` (written as a constant or as an expression).
     when: Option<bool>,
@@ -39,7 +41,7 @@ struct Spec {
 fn dag() -> impl Strategy<Value = Vec<Spec>> {
     let step = (
         any::<u8>(),
-        prop::bool::weighted(0.7),
+        (prop::bool::weighted(0.7), prop::bool::weighted(0.8)),
         prop_oneof![4 => Just(Trig::Success), 2 => Just(Trig::Failure), 1 => Just(Trig::Always)],
         prop_oneof![5 => Just(None), 1 => Just(Some(true)), 2 => Just(Some(false))],
         any::<bool>(),
@@ -48,10 +50,11 @@ fn dag() -> impl Strategy<Value = Vec<Spec>> {
     prop::collection::vec(step, 2..8).prop_map(|raw| {
         raw.into_iter()
             .enumerate()
-            .map(|(i, (mask, ok, trigger, when, when_expr, continue_on_error))| Spec {
+            .map(|(i, (mask, (ok, ok_again), trigger, when, when_expr, continue_on_error))| Spec {
                 // Any subset of the earlier steps: at most 7 of them, so a u8 covers it.
                 needs: (0..i).filter(|j| mask & (1 << j) != 0).collect(),
                 ok,
+                ok_again,
                 trigger,
                 when,
                 when_expr,
@@ -84,7 +87,8 @@ fn yaml(specs: &[Spec]) -> String {
         if s.continue_on_error {
             y += "    continue_on_error: true\n";
         }
-        y += &format!("    with: {{ command: [\"{}\"] }}\n", if s.ok { "true" } else { "false" });
+        // Succeeds while its file exists: the test decides before the exec and the resume.
+        y += &format!("    with: {{ command: [test, -f, s{i}.ok] }}\n");
     }
     y
 }
@@ -97,9 +101,19 @@ struct Outcome {
     steps: Vec<(String, Option<String>)>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum St {
+    Pending,
+    NotStarted,
+    Succeeded,
+    Failed,
+    SkippedWhen,
+    SkippedTrigger,
+}
+
 /// The documented rules, written as plainly as possible (one step at a time, as with
 /// `--max-parallel 1`: ready steps in the order they became ready, the first ones in file
-/// order):
+/// order). `start` holds what a resume keeps (`Pending` for the steps to run).
 /// - `trigger: success` (format.md) runs when every need succeeded, was skipped by its
 ///   `when`, or failed with `continue_on_error`; a need that failed otherwise skips it
 ///   (`skipped_by: trigger`), and so does a need skipped by its trigger (Argo's "omitted",
@@ -108,29 +122,27 @@ struct Outcome {
 /// - `trigger: failure` runs when some ancestor failed (without `continue_on_error`), through
 ///   any path of needs (GitHub Actions' `failure()`); otherwise it is skipped by its trigger,
 ///   or stays pending when a need never started.
-/// - `trigger: always` runs in any case once its needs are settled.
+/// - `trigger: always` runs in any case once its needs are settled, even when one was not
+///   started because the run had failed (GitHub Actions' `always()`).
 /// - A step that would start but whose `when` is false is skipped (`skipped_by: when`).
 /// - The run fails when a step failed without `continue_on_error` (exit 1), else succeeds.
-fn model(specs: &[Spec]) -> Outcome {
-    #[derive(Clone, Copy, PartialEq)]
-    enum St {
-        Pending,
-        NotStarted,
-        Succeeded,
-        Failed,
-        SkippedWhen,
-        SkippedTrigger,
-    }
+fn simulate(specs: &[Spec], ok: impl Fn(usize) -> bool, start: Vec<St>) -> (Vec<St>, bool) {
     let n = specs.len();
-    let mut st = vec![St::Pending; n];
+    let mut st = start;
+    let hard_failed = |st: &[St], j: usize| st[j] == St::Failed && !specs[j].continue_on_error;
     // "Some ancestor (or the step itself) failed": what a failure trigger looks for.
     let mut failed_line = vec![false; n];
+    for i in 0..n {
+        if st[i] != St::Pending {
+            failed_line[i] = hard_failed(&st, i) || specs[i].needs.iter().any(|&j| failed_line[j]);
+        }
+    }
     let mut run_failed = false;
-    let mut remaining: Vec<usize> = specs.iter().map(|s| s.needs.len()).collect();
-    let mut ready: VecDeque<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    let mut remaining: Vec<usize> =
+        specs.iter().map(|s| s.needs.iter().filter(|&&j| st[j] == St::Pending).count()).collect();
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| st[i] == St::Pending && remaining[i] == 0).collect();
     while let Some(i) = ready.pop_front() {
         let s = &specs[i];
-        let hard_failed = |st: &[St], j: usize| st[j] == St::Failed && !specs[j].continue_on_error;
         let decided = match s.trigger {
             Trig::Success => {
                 if s.needs.iter().any(|&j| hard_failed(&st, j) || st[j] == St::SkippedTrigger) {
@@ -155,7 +167,7 @@ fn model(specs: &[Spec]) -> Outcome {
         st[i] = match decided {
             Some(d) => d,
             None if s.when == Some(false) => St::SkippedWhen,
-            None if s.ok => St::Succeeded,
+            None if ok(i) => St::Succeeded,
             None => St::Failed,
         };
         if hard_failed(&st, i) {
@@ -163,7 +175,7 @@ fn model(specs: &[Spec]) -> Outcome {
         }
         failed_line[i] = hard_failed(&st, i) || s.needs.iter().any(|&j| failed_line[j]);
         for (d, spec) in specs.iter().enumerate() {
-            if spec.needs.contains(&i) {
+            if spec.needs.contains(&i) && st[d] == St::Pending {
                 remaining[d] -= 1;
                 if remaining[d] == 0 {
                     ready.push_back(d);
@@ -171,6 +183,26 @@ fn model(specs: &[Spec]) -> Outcome {
             }
         }
     }
+    (st, run_failed)
+}
+
+/// What `resume` runs again (docs/semantics.md): failed and not-started steps, every step
+/// downstream of them that did not succeed, and every `failure`/`always` handler downstream
+/// of them even if it succeeded (it is decided anew). The rest is kept.
+fn resume_start(specs: &[Spec], first: &[St]) -> Vec<St> {
+    let mut down: Vec<bool> = first.iter().map(|s| matches!(s, St::Failed | St::NotStarted)).collect();
+    for i in 0..specs.len() {
+        down[i] |= specs[i].needs.iter().any(|&j| down[j]);
+    }
+    (0..specs.len())
+        .map(|i| {
+            let again = down[i] && (first[i] != St::Succeeded || specs[i].trigger != Trig::Success);
+            if again { St::Pending } else { first[i] }
+        })
+        .collect()
+}
+
+fn outcome(st: &[St], run_failed: bool) -> Outcome {
     let steps = st
         .iter()
         .map(|s| match s {
@@ -185,25 +217,58 @@ fn model(specs: &[Spec]) -> Outcome {
     Outcome { run, steps }
 }
 
-fn real(specs: &[Spec]) -> Outcome {
-    let env = Env::new();
-    env.write("p.yaml", &yaml(specs));
-    let r = env.run(&["exec", "p.yaml", "--run-id", "p", "--max-parallel", "1"]);
+/// The first run and, when it failed, the resume after it (with the steps' second outcomes).
+fn model(specs: &[Spec]) -> (Outcome, Option<Outcome>) {
+    let (first, failed) = simulate(specs, |i| specs[i].ok, vec![St::Pending; specs.len()]);
+    let resumed = failed.then(|| {
+        let (st, failed) = simulate(specs, |i| specs[i].ok_again, resume_start(specs, &first));
+        outcome(&st, failed)
+    });
+    (outcome(&first, failed), resumed)
+}
+
+fn observe(env: &Env, n: usize, code: i32) -> Outcome {
     let show = env.show("p");
-    let steps = (0..specs.len())
+    let steps = (0..n)
         .map(|i| {
             let s = step(&show, &format!("s{i}"));
             (s["status"].as_str().unwrap_or("?").to_owned(), s["skipped_by"].as_str().map(str::to_owned))
         })
         .collect();
-    Outcome { run: (show["status"].as_str().unwrap_or("?").to_owned(), r.code), steps }
+    Outcome { run: (show["status"].as_str().unwrap_or("?").to_owned(), code), steps }
+}
+
+fn set_outcomes(env: &Env, ok: impl Fn(usize) -> bool, n: usize) {
+    for i in 0..n {
+        let f = env.path(&format!("s{i}.ok"));
+        if ok(i) {
+            std::fs::write(&f, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+}
+
+fn real(specs: &[Spec]) -> (Outcome, Option<Outcome>) {
+    let env = Env::new();
+    env.write("p.yaml", &yaml(specs));
+    set_outcomes(&env, |i| specs[i].ok, specs.len());
+    let r = env.run(&["exec", "p.yaml", "--run-id", "p", "--max-parallel", "1"]);
+    let first = observe(&env, specs.len(), r.code);
+    let resumed = (r.code == 1).then(|| {
+        set_outcomes(&env, |i| specs[i].ok_again, specs.len());
+        let r = env.run(&["resume", "p", "--max-parallel", "1"]);
+        observe(&env, specs.len(), r.code)
+    });
+    (first, resumed)
 }
 
 proptest! {
     #![proptest_config(Config { cases: 48, failure_persistence: None, ..Config::default() })]
 
     /// The real dispatcher decides every step (status, `skipped_by`), the run's status and
-    /// the exit code as the reference model does.
+    /// the exit code as the reference model does, in the first run and, when that failed, in
+    /// a `resume` where each step may now succeed or fail differently.
     #[test]
     fn dispatcher_matches_the_reference_model(specs in dag()) {
         let want = model(&specs);
