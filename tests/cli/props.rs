@@ -1,13 +1,16 @@
 //! Property tests (proptest), small enough for CI.
 //!
-//! - [`dispatcher_matches_the_reference_model`]: random DAGs of `shell` steps that run `true`
-//!   or `false`, with random triggers, `when` and `continue_on_error`, run by the real binary
-//!   (`--max-parallel 1`, so the order is fixed), against [`model`], a direct reading of the
-//!   rules in docs/format.md and docs/semantics.md.
+//! - [`dispatcher_matches_the_reference_model`]: random DAGs of `shell` steps that succeed or
+//!   fail, with random triggers, `when` and `continue_on_error`, run by the real binary
+//!   (`--max-parallel 1`, so the order is fixed) and, when the run failed, resumed with new
+//!   outcomes, against [`model`], a direct reading of the rules in docs/format.md and
+//!   docs/semantics.md.
 //! - [`loading_mutated_playbooks_never_panics_and_every_error_has_a_position`]: the real
 //!   playbooks in playbooks/, changed at random (keys deleted, renamed, duplicated; values
 //!   replaced by values of other types and odd Unicode; nodes nested past the depth limit;
-//!   text spliced in or cut off), loaded through the library.
+//!   text spliced in or cut off), loaded through the library; and
+//! - [`a_duplicated_key_is_reported_where_it_is`]: one key written twice anywhere in a real
+//!   playbook is an error at the second one's line, naming the key.
 
 use crate::support::{Env, repo_root, step};
 use proptest::prelude::*;
@@ -308,7 +311,18 @@ fn key(k: &str) -> String {
 }
 
 fn emit(y: &Y, indent: usize, out: &mut String) {
+    emit_at(y, indent, out, &mut Vec::new(), &[], &mut None);
+}
+
+/// Emits block YAML; `found` gets the line (1-based) where the node at path `target` starts
+/// (its key's line for a map entry, its dash's for a list item).
+fn emit_at(y: &Y, indent: usize, out: &mut String, here: &mut Vec<usize>, target: &[usize], found: &mut Option<u64>) {
     let pad = " ".repeat(indent);
+    let mark = |out: &String, here: &[usize], found: &mut Option<u64>| {
+        if here == target {
+            *found = Some(out.matches('\n').count() as u64 + 1);
+        }
+    };
     match y {
         Y::Scalar(s) => {
             out.push_str(&pad);
@@ -318,27 +332,33 @@ fn emit(y: &Y, indent: usize, out: &mut String) {
         Y::Map(m) if m.is_empty() => out.push_str(&format!("{pad}{{}}\n")),
         Y::Seq(s) if s.is_empty() => out.push_str(&format!("{pad}[]\n")),
         Y::Map(m) => {
-            for (k, v) in m {
+            for (i, (k, v)) in m.iter().enumerate() {
+                here.push(i);
+                mark(out, here, found);
                 match v {
                     Y::Scalar(s) => out.push_str(&format!("{pad}{}: {s}\n", key(k))),
                     Y::Map(x) if x.is_empty() => out.push_str(&format!("{pad}{}: {{}}\n", key(k))),
                     Y::Seq(x) if x.is_empty() => out.push_str(&format!("{pad}{}: []\n", key(k))),
                     _ => {
                         out.push_str(&format!("{pad}{}:\n", key(k)));
-                        emit(v, indent + 2, out);
+                        emit_at(v, indent + 2, out, here, target, found);
                     }
                 }
+                here.pop();
             }
         }
         Y::Seq(items) => {
-            for v in items {
+            for (i, v) in items.iter().enumerate() {
+                here.push(i);
+                mark(out, here, found);
                 match v {
                     Y::Scalar(s) => out.push_str(&format!("{pad}- {s}\n")),
                     _ => {
                         out.push_str(&format!("{pad}-\n"));
-                        emit(v, indent + 2, out);
+                        emit_at(v, indent + 2, out, here, target, found);
                     }
                 }
+                here.pop();
             }
         }
     }
@@ -533,6 +553,43 @@ proptest! {
                     prop_assert!(shown.is_ok(), "the snippet of {} panicked", d);
                 }
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 64, failure_persistence: None, ..Config::default() })]
+
+    /// A key written twice in any mapping of a real playbook is refused, and the error is at
+    /// the second one's line and names the key (a position that is merely inside the file
+    /// would pass the property above).
+    #[test]
+    fn a_duplicated_key_is_reported_where_it_is(which in any::<Index>(), map in any::<Index>(), entry in any::<Index>()) {
+        thread_local!(static PLAYBOOKS: Vec<(String, Y)> = playbooks());
+        let (_, mut tree) = PLAYBOOKS.with(|p| which.get(p).clone());
+        let mut all = Vec::new();
+        paths(&tree, &mut Vec::new(), &mut all);
+        let maps: Vec<Vec<usize>> =
+            all.into_iter().filter(|p| matches!(at(&mut tree.clone(), p), Y::Map(m) if !m.is_empty())).collect();
+        let path = maps[map.index(maps.len())].clone();
+        let Y::Map(entries) = at(&mut tree, &path) else { unreachable!("chosen among maps") };
+        let (name, value) = entries[entry.index(entries.len())].clone();
+        entries.push((name.clone(), value));
+        let mut target = path.clone();
+        target.push(entries.len() - 1);
+        let (mut text, mut line) = (String::new(), None);
+        emit_at(&tree, 0, &mut text, &mut Vec::new(), &target, &mut line);
+        let line = line.expect("the duplicate was written");
+        match runbook::playbook::load_str("dup.yaml", text.clone(), None) {
+            Err(runbook::playbook::LoadError::Invalid(diags)) => {
+                let want = format!("duplicate key `{name}`");
+                prop_assert!(
+                    diags.iter().any(|d| d.line == line && d.message.contains(&want)),
+                    "want `{}` at line {}, got:\n{}\n{}",
+                    want, line, diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"), text
+                );
+            }
+            other => return Err(TestCaseError::fail(format!("a duplicate key was not refused: {:?}\n{text}", other.is_ok()))),
         }
     }
 }
