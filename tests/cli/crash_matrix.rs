@@ -69,8 +69,8 @@ const STEPS: [&str; 7] = ["prep", "copy", "flaky", "skipped", "gate", "switch", 
 const SHELL_STEPS: [&str; 6] = ["prep", "copy", "flaky", "skipped", "switch", "audit"];
 const NOT_IDEMPOTENT: [&str; 2] = ["copy", "switch"];
 const HOOK: &str = "RUNBOOK_TEST_ABORT_AFTER_WRITES";
-/// SIGABRT's exit status as `Command` reports it: no code, so `finish` gives -1.
-const ABORTED: i32 = -1;
+/// What [`run_hooked`] reports for a process killed by SIGABRT (the hook), as a shell would.
+const ABORTED: i32 = 128 + libc::SIGABRT;
 const INTERRUPTED_MSG: &str = "were interrupted while running and are not idempotent";
 
 /// What a user can see of a finished run, minus what differs between two good runs.
@@ -133,7 +133,14 @@ fn run_hooked(mut c: std::process::Command, hook: Option<&str>) -> Run {
         Some(h) => c.env(HOOK, h),
         None => c.env_remove(HOOK),
     };
-    crate::support::finish(c.output().expect("run runbook"))
+    let out = c.output().expect("run runbook");
+    // Only the hook's SIGABRT counts as the crash; another signal (a segfault) must fail.
+    let aborted = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGABRT);
+    let mut r = crate::support::finish(out);
+    if aborted {
+        r.code = ABORTED;
+    }
+    r
 }
 
 fn uncrashed(store: &Store, run: &str) -> Value {
@@ -221,10 +228,11 @@ fn case(n: u64, unflushed: bool, want: &Value, store: &Store) -> Option<Seen> {
     }
     if c.after_crash().is_none() {
         // The process died before `run_started` reached the journal. Until run creation is
-        // atomic (issue 11, another change) such a run cannot be shown or resumed; what must
-        // hold is that nothing ran, so starting over is safe.
+        // atomic (issue 11, another change) such a run cannot be shown or resumed (the first
+        // two messages); once it is, the run is not there at all (the third). Either way
+        // what must hold is that nothing ran, so starting over is safe.
         let show = c.run(&["show", &run], None);
-        let known = ["the journal has no run_started event", "has no events"];
+        let known = ["the journal has no run_started event", "has no events", &format!("no run `{run}`")];
         if !known.iter().any(|k| show.stderr.contains(k)) {
             c.fail(format!("the crashed run cannot be read: {}", show.all()));
         }
