@@ -1,7 +1,7 @@
 //! Property tests (proptest), small enough for CI.
 //!
 //! - [`dispatcher_matches_the_reference_model`]: random DAGs of `shell` steps that succeed or
-//!   fail, with random triggers, `when` and `continue_on_error`, run by the real binary
+//!   fail and approvals given or not, with random triggers, `when` and `continue_on_error`, run by the real binary
 //!   (`--max-parallel 1`, so the order is fixed) and, when the run failed, resumed with new
 //!   outcomes, against [`model`], a direct reading of the rules in docs/format.md and
 //!   docs/semantics.md.
@@ -39,6 +39,8 @@ struct Spec {
     when: Option<bool>,
     when_expr: bool,
     continue_on_error: bool,
+    /// An `approval` step instead of a shell one: approved with `--approve` or not.
+    approval: Option<bool>,
 }
 
 fn dag() -> impl Strategy<Value = Vec<Spec>> {
@@ -49,11 +51,12 @@ fn dag() -> impl Strategy<Value = Vec<Spec>> {
         prop_oneof![5 => Just(None), 1 => Just(Some(true)), 2 => Just(Some(false))],
         any::<bool>(),
         prop::bool::weighted(0.15),
+        prop_oneof![6 => Just(None), 1 => Just(Some(true)), 1 => Just(Some(false))],
     );
     prop::collection::vec(step, 2..8).prop_map(|raw| {
         raw.into_iter()
             .enumerate()
-            .map(|(i, (mask, (ok, ok_again), trigger, when, when_expr, continue_on_error))| Spec {
+            .map(|(i, (mask, (ok, ok_again), trigger, when, when_expr, continue_on_error, approval))| Spec {
                 // Any subset of the earlier steps: at most 7 of them, so a u8 covers it.
                 needs: (0..i).filter(|j| mask & (1 << j) != 0).collect(),
                 ok,
@@ -62,6 +65,7 @@ fn dag() -> impl Strategy<Value = Vec<Spec>> {
                 when,
                 when_expr,
                 continue_on_error,
+                approval,
             })
             .collect()
     })
@@ -70,8 +74,12 @@ fn dag() -> impl Strategy<Value = Vec<Spec>> {
 fn yaml(specs: &[Spec]) -> String {
     let mut y = String::from("apiVersion: runbook/v1\nname: prop\nsteps:\n");
     for (i, s) in specs.iter().enumerate() {
-        // Idempotent: nothing here is about crashes, and it spares two fsyncs per step.
-        y += &format!("  - id: s{i}\n    type: shell\n    idempotent: true\n");
+        if s.approval.is_some() {
+            y += &format!("  - id: s{i}\n    type: approval\n");
+        } else {
+            // Idempotent: nothing here is about crashes, and it spares two fsyncs per step.
+            y += &format!("  - id: s{i}\n    type: shell\n    idempotent: true\n");
+        }
         if !s.needs.is_empty() {
             let needs: Vec<String> = s.needs.iter().map(|j| format!("s{j}")).collect();
             y += &format!("    needs: [{}]\n", needs.join(", "));
@@ -90,8 +98,12 @@ fn yaml(specs: &[Spec]) -> String {
         if s.continue_on_error {
             y += "    continue_on_error: true\n";
         }
-        // Succeeds while its file exists: the test decides before the exec and the resume.
-        y += &format!("    with: {{ command: [test, -f, s{i}.ok] }}\n");
+        if s.approval.is_some() {
+            y += "    with: { message: go on? }\n";
+        } else {
+            // Succeeds while its file exists: the test decides before the exec and the resume.
+            y += &format!("    with: {{ command: [test, -f, s{i}.ok] }}\n");
+        }
     }
     y
 }
@@ -112,6 +124,7 @@ enum St {
     Failed,
     SkippedWhen,
     SkippedTrigger,
+    Waiting,
 }
 
 /// The documented rules, written as plainly as possible (one step at a time, as with
@@ -128,7 +141,10 @@ enum St {
 /// - `trigger: always` runs in any case once its needs are settled, even when one was not
 ///   started because the run had failed (GitHub Actions' `always()`).
 /// - A step that would start but whose `when` is false is skipped (`skipped_by: when`).
-/// - The run fails when a step failed without `continue_on_error` (exit 1), else succeeds.
+/// - An approval that would start succeeds when `--approve` names it, and otherwise waits;
+///   a waiting approval blocks its dependents whatever their trigger (semantics.md).
+/// - The run fails when a step failed without `continue_on_error` (exit 1); otherwise it is
+///   paused while an approval waits (exit 3), else it succeeds.
 fn simulate(specs: &[Spec], ok: impl Fn(usize) -> bool, start: Vec<St>) -> (Vec<St>, bool) {
     let n = specs.len();
     let mut st = start;
@@ -170,6 +186,8 @@ fn simulate(specs: &[Spec], ok: impl Fn(usize) -> bool, start: Vec<St>) -> (Vec<
         st[i] = match decided {
             Some(d) => d,
             None if s.when == Some(false) => St::SkippedWhen,
+            None if s.approval == Some(true) => St::Succeeded,
+            None if s.approval == Some(false) => St::Waiting,
             None if ok(i) => St::Succeeded,
             None => St::Failed,
         };
@@ -177,6 +195,9 @@ fn simulate(specs: &[Spec], ok: impl Fn(usize) -> bool, start: Vec<St>) -> (Vec<
             run_failed = true;
         }
         failed_line[i] = hard_failed(&st, i) || s.needs.iter().any(|&j| failed_line[j]);
+        if st[i] == St::Waiting {
+            continue;
+        }
         for (d, spec) in specs.iter().enumerate() {
             if spec.needs.contains(&i) && st[d] == St::Pending {
                 remaining[d] -= 1;
@@ -189,11 +210,12 @@ fn simulate(specs: &[Spec], ok: impl Fn(usize) -> bool, start: Vec<St>) -> (Vec<
     (st, run_failed)
 }
 
-/// What `resume` runs again (docs/semantics.md): failed and not-started steps, every step
+/// What `resume` runs again (docs/semantics.md): failed, waiting and not-started steps, every step
 /// downstream of them that did not succeed, and every `failure`/`always` handler downstream
 /// of them even if it succeeded (it is decided anew). The rest is kept.
 fn resume_start(specs: &[Spec], first: &[St]) -> Vec<St> {
-    let mut down: Vec<bool> = first.iter().map(|s| matches!(s, St::Failed | St::NotStarted)).collect();
+    let mut down: Vec<bool> =
+        first.iter().map(|s| matches!(s, St::Failed | St::NotStarted | St::Waiting | St::Pending)).collect();
     for i in 0..specs.len() {
         down[i] |= specs[i].needs.iter().any(|&j| down[j]);
     }
@@ -214,16 +236,24 @@ fn outcome(st: &[St], run_failed: bool) -> Outcome {
             St::Failed => ("failed".to_owned(), None),
             St::SkippedWhen => ("skipped".to_owned(), Some("when".to_owned())),
             St::SkippedTrigger => ("skipped".to_owned(), Some("trigger".to_owned())),
+            St::Waiting => ("waiting".to_owned(), None),
         })
         .collect();
-    let run = if run_failed { ("failed".to_owned(), 1) } else { ("succeeded".to_owned(), 0) };
+    let run = if run_failed {
+        ("failed".to_owned(), 1)
+    } else if st.contains(&St::Waiting) {
+        ("paused".to_owned(), 3)
+    } else {
+        ("succeeded".to_owned(), 0)
+    };
     Outcome { run, steps }
 }
 
-/// The first run and, when it failed, the resume after it (with the steps' second outcomes).
+/// The first run and, when it did not succeed, the resume after it (with the steps' second
+/// outcomes, and the same approvals).
 fn model(specs: &[Spec]) -> (Outcome, Option<Outcome>) {
     let (first, failed) = simulate(specs, |i| specs[i].ok, vec![St::Pending; specs.len()]);
-    let resumed = failed.then(|| {
+    let resumed = (failed || first.contains(&St::Waiting)).then(|| {
         let (st, failed) = simulate(specs, |i| specs[i].ok_again, resume_start(specs, &first));
         outcome(&st, failed)
     });
@@ -256,11 +286,19 @@ fn real(specs: &[Spec]) -> (Outcome, Option<Outcome>) {
     let env = Env::new();
     env.write("p.yaml", &yaml(specs));
     set_outcomes(&env, |i| specs[i].ok, specs.len());
-    let r = env.run(&["exec", "p.yaml", "--run-id", "p", "--max-parallel", "1"]);
+    let approve: Vec<String> =
+        (0..specs.len()).filter(|&i| specs[i].approval == Some(true)).map(|i| format!("--approve=s{i}")).collect();
+    let args = |first: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = first.iter().map(|s| (*s).to_owned()).collect();
+        v.extend(["--max-parallel".to_owned(), "1".to_owned()]);
+        v.extend(approve.iter().cloned());
+        v
+    };
+    let r = env.run(&args(&["exec", "p.yaml", "--run-id", "p"]).iter().map(String::as_str).collect::<Vec<_>>());
     let first = observe(&env, specs.len(), r.code);
-    let resumed = (r.code == 1).then(|| {
+    let resumed = (r.code != 0).then(|| {
         set_outcomes(&env, |i| specs[i].ok_again, specs.len());
-        let r = env.run(&["resume", "p", "--max-parallel", "1"]);
+        let r = env.run(&args(&["resume", "p"]).iter().map(String::as_str).collect::<Vec<_>>());
         observe(&env, specs.len(), r.code)
     });
     (first, resumed)
