@@ -1,10 +1,10 @@
 //! Property tests (proptest), small enough for CI.
 //!
 //! - [`dispatcher_matches_the_reference_model`]: random DAGs of `shell` steps that succeed or
-//!   fail and approvals given or not, with random triggers, `when` and `continue_on_error`, run by the real binary
-//!   (`--max-parallel 1`, so the order is fixed) and, when the run failed, resumed with new
-//!   outcomes, against [`model`], a direct reading of the rules in docs/format.md and
-//!   docs/semantics.md.
+//!   fail and of approvals given or not, with random triggers, `when` and
+//!   `continue_on_error`, run by the real binary (`--max-parallel 1`, so the order is fixed)
+//!   and, when the run did not succeed, resumed with new outcomes, against [`model`], a
+//!   direct reading of the rules in docs/format.md and docs/semantics.md.
 //! - [`loading_mutated_playbooks_never_panics_and_every_error_has_a_position`]: the real
 //!   playbooks in playbooks/, changed at random (keys deleted, renamed, duplicated; values
 //!   replaced by values of other types and odd Unicode; nodes nested past the depth limit;
@@ -579,14 +579,16 @@ proptest! {
             }
             Err(runbook::playbook::LoadError::Invalid(diags)) => {
                 prop_assert!(!diags.is_empty(), "an error without a diagnostic:\n{}", text);
-                let lines: Vec<&str> = text.split('\n').collect();
+                // Lines as YAML counts them (and editors show them): CR LF, a lone CR, or LF.
+                let lines: Vec<&str> = text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])).collect();
                 for d in &diags {
                     prop_assert_eq!(&d.file, &file);
                     prop_assert!(!d.message.trim().is_empty(), "empty message at {}:{}", d.line, d.col);
                     let line_ok = d.line >= 1 && (d.line as usize) <= lines.len();
                     prop_assert!(line_ok, "{} is outside the text ({} lines):\n{}", d, lines.len(), text);
                     let width = lines[d.line as usize - 1].chars().count() as u64;
-                    prop_assert!(d.col >= 1 && d.col <= width + 1, "{} is past its line ({} chars):\n{}", d, width, text);
+                    let col_ok = d.col >= 1 && d.col <= width + 1;
+                    prop_assert!(col_ok, "{} is past its line ({} chars):\n{}", d, width, text);
                     let shown = std::panic::catch_unwind(|| d.snippet(&text, false));
                     prop_assert!(shown.is_ok(), "the snippet of {} panicked", d);
                 }
@@ -602,7 +604,11 @@ proptest! {
     /// the second one's line and names the key (a position that is merely inside the file
     /// would pass the property above).
     #[test]
-    fn a_duplicated_key_is_reported_where_it_is(which in any::<Index>(), map in any::<Index>(), entry in any::<Index>()) {
+    fn a_duplicated_key_is_reported_where_it_is(
+        which in any::<Index>(),
+        map in any::<Index>(),
+        entry in any::<Index>(),
+    ) {
         thread_local!(static PLAYBOOKS: Vec<(String, Y)> = playbooks());
         let (_, mut tree) = PLAYBOOKS.with(|p| which.get(p).clone());
         let mut all = Vec::new();
@@ -627,7 +633,30 @@ proptest! {
                     want, line, diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"), text
                 );
             }
-            other => return Err(TestCaseError::fail(format!("a duplicate key was not refused: {:?}\n{text}", other.is_ok()))),
+            other => {
+                let what = if other.is_ok() { "loaded" } else { "an I/O error" };
+                return Err(TestCaseError::fail(format!("a duplicate key was not refused ({what}):\n{text}")));
+            }
         }
+    }
+}
+
+/// Found by the property above: `with: 1e309` (a float that overflows to infinity) read as
+/// null, i.e. as no `with` at all, and `load_str` panicked on a playbook that had no error
+/// to report. A number JSON cannot hold is now an error where it is written.
+#[test]
+fn a_number_that_is_not_finite_is_an_error_where_it_is_written() {
+    for (value, col) in [("1e309", 11), (".inf", 11), ("[-.inf]", 12), (".NaN", 11)] {
+        let text = format!("apiVersion: runbook/v1\nname: x\nsteps:\n  - id: a\n    type: shell\n    with: {value}\n");
+        let Err(runbook::playbook::LoadError::Invalid(diags)) = runbook::playbook::load_str("p.yaml", text, None)
+        else {
+            panic!("`with: {value}` was accepted");
+        };
+        let got: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        let word = value.trim_matches(['[', ']']);
+        assert_eq!(
+            got,
+            [format!("p.yaml:6:{col}: invalid YAML: `{word}` is not a finite number; quote it if it is meant as text")]
+        );
     }
 }
