@@ -660,3 +660,21 @@ fn a_number_that_is_not_finite_is_an_error_where_it_is_written() {
         );
     }
 }
+
+/// Found by the load property: a severity starting with a character of several bytes
+/// (`"😀"`, a line separator) panicked on a byte slice instead of being refused.
+#[test]
+fn a_severity_in_any_script_is_refused_without_a_panic() {
+    for severity in ["😀 outage", "\u{2028}", "é", "S"] {
+        let text = format!(
+            "apiVersion: runbook/v1\nname: x\nseverity: {}\nsteps:\n  - id: a\n    type: shell\n    with: {{ command: [x] }}\n",
+            serde_json::to_string(severity).unwrap()
+        );
+        let Err(runbook::playbook::LoadError::Invalid(diags)) = runbook::playbook::load_str("p.yaml", text, None)
+        else {
+            panic!("severity {severity:?} was accepted");
+        };
+        assert_eq!((diags[0].line, diags[0].col), (3, 11), "{}", diags[0]);
+        assert!(diags[0].message.starts_with("invalid severity `"), "{}", diags[0]);
+    }
+}

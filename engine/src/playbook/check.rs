@@ -228,8 +228,8 @@ impl Checker {
         let description = root.get("description").and_then(|n| self.de::<String>(n, "description: "));
         let severity = root.get("severity").and_then(|n| {
             let s = self.de::<String>(n, "severity: ")?;
-            let ok = s.len() >= 2
-                && matches!(&s[..2], "S1" | "S2" | "S3" | "S4")
+            // `get`, not `[..2]`: the text may start with a character of several bytes.
+            let ok = matches!(s.get(..2), Some("S1" | "S2" | "S3" | "S4"))
                 && s[2..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
             if !ok {
                 self.diags.error(n.pos, format!("invalid severity `{s}`")).hint =
