@@ -5,6 +5,8 @@
 //!   `continue_on_error`, run by the real binary (`--max-parallel 1`, so the order is fixed)
 //!   and, when the run did not succeed, resumed with new outcomes, against [`model`], a
 //!   direct reading of the rules in docs/format.md and docs/semantics.md.
+//! - [`in_parallel_every_step_agrees_with_its_needs`]: the same DAGs with steps in parallel,
+//!   where the order is a race: each step's result against its needs' results.
 //! - [`loading_mutated_playbooks_never_panics_and_every_error_has_a_position`]: the real
 //!   playbooks in playbooks/, changed at random (keys deleted, renamed, duplicated; values
 //!   replaced by values of other types and odd Unicode; nodes nested past the depth limit;
@@ -315,6 +317,81 @@ proptest! {
         let want = model(&specs);
         let got = real(&specs);
         prop_assert_eq!(&got, &want, "playbook:\n{}", yaml(&specs));
+    }
+}
+
+/// What each step must be, given only the final statuses of its needs: the rules of
+/// [`simulate`] that do not depend on the order steps ran in. With steps in parallel, which
+/// `trigger: success` steps had started before another branch failed is a race, so a step
+/// that could start may also be `pending` ("the run had already failed") — but only then.
+fn check_settled(specs: &[Spec], got: &Outcome) -> Result<(), String> {
+    let status = |j: usize| got.steps[j].0.as_str();
+    let skipped_by = |j: usize| got.steps[j].1.as_deref();
+    let hard_failed = |j: usize| status(j) == "failed" && !specs[j].continue_on_error;
+    let run_failed = (0..specs.len()).any(hard_failed);
+    let mut failed_line = vec![false; specs.len()];
+    for (i, s) in specs.iter().enumerate() {
+        failed_line[i] = hard_failed(i) || s.needs.iter().any(|&j| failed_line[j]);
+        let ran = if s.when == Some(false) {
+            ("skipped", Some("when"))
+        } else if s.ok {
+            ("succeeded", None)
+        } else {
+            ("failed", None)
+        };
+        let pending = ("pending", None);
+        let skip = ("skipped", Some("trigger"));
+        let allowed: Vec<(&str, Option<&str>)> = match s.trigger {
+            Trig::Success => {
+                if s.needs.iter().any(|&j| hard_failed(j) || skipped_by(j) == Some("trigger")) {
+                    vec![skip]
+                } else if s.needs.iter().any(|&j| status(j) == "pending") {
+                    vec![pending]
+                } else if run_failed {
+                    vec![ran, pending]
+                } else {
+                    vec![ran]
+                }
+            }
+            Trig::Failure => {
+                if s.needs.iter().any(|&j| failed_line[j]) {
+                    vec![ran]
+                } else if s.needs.iter().any(|&j| status(j) == "pending") {
+                    vec![pending]
+                } else {
+                    vec![skip]
+                }
+            }
+            Trig::Always => vec![ran],
+        };
+        if !allowed.contains(&(status(i), skipped_by(i))) {
+            return Err(format!("s{i} is {:?}, but its needs' results allow only {allowed:?}", got.steps[i]));
+        }
+    }
+    let want = if run_failed { ("failed", 1) } else { ("succeeded", 0) };
+    if (got.run.0.as_str(), got.run.1) != want {
+        return Err(format!("the run is {:?}, want {want:?}", got.run));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 32, failure_persistence: None, ..Config::default() })]
+
+    /// With steps in parallel (the default `--max-parallel`), every step's result agrees with
+    /// its needs' results by the documented rules ([`check_settled`]), and the run's status
+    /// and exit code with its steps'.
+    #[test]
+    fn in_parallel_every_step_agrees_with_its_needs(specs in dag()) {
+        let specs: Vec<Spec> = specs.into_iter().map(|s| Spec { approval: None, ..s }).collect();
+        let env = Env::new();
+        env.write("p.yaml", &yaml(&specs));
+        set_outcomes(&env, |i| specs[i].ok, specs.len());
+        let r = env.run(&["exec", "p.yaml", "--run-id", "p"]);
+        let got = observe(&env, specs.len(), r.code);
+        if let Err(e) = check_settled(&specs, &got) {
+            return Err(TestCaseError::fail(format!("{e}\n{}", yaml(&specs))));
+        }
     }
 }
 
@@ -667,7 +744,10 @@ fn a_number_that_is_not_finite_is_an_error_where_it_is_written() {
 fn a_severity_in_any_script_is_refused_without_a_panic() {
     for severity in ["😀 outage", "\u{2028}", "é", "S"] {
         let text = format!(
-            "apiVersion: runbook/v1\nname: x\nseverity: {}\nsteps:\n  - id: a\n    type: shell\n    with: {{ command: [x] }}\n",
+            concat!(
+                "apiVersion: runbook/v1\nname: x\nseverity: {}\n",
+                "steps:\n  - id: a\n    type: shell\n    with: {{ command: [x] }}\n"
+            ),
             serde_json::to_string(severity).unwrap()
         );
         let Err(runbook::playbook::LoadError::Invalid(diags)) = runbook::playbook::load_str("p.yaml", text, None)
