@@ -387,3 +387,22 @@ fn team_store_crash_after_each_write_then_resume() {
     let store = Store { url: Some(cluster.url()) };
     matrix(false, &store, 6);
 }
+
+/// The hook is for tests: a value it cannot read stops the binary before any run exists
+/// (a typo must not make a crash test pass as a normal run, nor leave half a run behind).
+#[test]
+fn a_bad_hook_value_is_refused_before_the_run_is_created() {
+    let env = Env::new();
+    env.write("m.yaml", PLAYBOOK);
+    for bad in ["abc", "0", "3:later", ""] {
+        let r = run_hooked(env.command(&["exec", "m.yaml", "--approve", "gate"]), Some(bad));
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.all());
+        assert!(
+            r.stderr.contains(&format!("error: {HOOK}=`{bad}`: expected N or N:unflushed with N >= 1 (test-only)")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(!env.path(".runbook/runs").exists() || std::fs::read_dir(env.path(".runbook/runs")).unwrap().count() == 0);
+    assert_eq!(marks(&env, "prep"), (0, 0));
+}

@@ -59,6 +59,12 @@ fn abort_at() -> Option<AbortAt> {
     })
 }
 
+/// Reads the hook's setting before a store writes anything, so a bad value stops the
+/// process before a run exists rather than in the middle of creating one.
+pub(crate) fn check_test_hook() {
+    let _ = abort_at();
+}
+
 /// Called by every store right after it took one event: counts the events of this process
 /// and, at the configured one, aborts (`std::process::abort`: no unwinding, no destructors,
 /// no buffered writes, like kill -9). `flush` hands the store's buffer to the OS first, for

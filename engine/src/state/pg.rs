@@ -367,10 +367,12 @@ impl Drop for PgRun {
 
 impl Store for PgStore {
     fn create(&self, meta: &RunMeta, playbook_text: &str, inputs: &Value) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         self.hold(&meta.run_id, Some((meta, playbook_text, inputs)))
     }
 
     fn open(&self, run_id: &str) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         self.hold(run_id, None)
     }
 
