@@ -65,7 +65,7 @@ pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playboo
     let mut checker = Checker { diags: Diagnostics::new(file) };
     let checked = checker.playbook(&root);
     match checked {
-        Some(parts) if checker.diags.is_empty() => {
+        Some(parts) if checker.diags.is_empty() && parts.dag.is_some() => {
             let sha256 = hex(&Sha256::digest(text.as_bytes()));
             Ok(Playbook {
                 name: parts.name,
@@ -84,7 +84,17 @@ pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playboo
                 sha256,
             })
         }
-        _ => Err(LoadError::Invalid(checker.diags.into_sorted())),
+        _ => {
+            // A step refused without a word is a bug of the checks, but a panic would hide
+            // the playbook's other problems and end `validate` with a backtrace.
+            if checker.diags.is_empty() {
+                checker.diags.error(
+                    Pos { line: 1, col: 1 },
+                    "internal error: a step was set aside without a reason; please report this playbook",
+                );
+            }
+            Err(LoadError::Invalid(checker.diags.into_sorted()))
+        }
     }
 }
 
