@@ -73,7 +73,7 @@ pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playboo
     let mut checker = Checker { diags: Diagnostics::new(file) };
     let checked = checker.playbook(&root);
     match checked {
-        Some(parts) if checker.diags.is_empty() => {
+        Some(parts) if checker.diags.is_empty() && parts.dag.is_some() => {
             let sha256 = hex(&Sha256::digest(text.as_bytes()));
             Ok(Playbook {
                 name: parts.name,
@@ -93,7 +93,17 @@ pub fn load_str(file: &str, text: String, path: Option<&Path>) -> Result<Playboo
                 sha256,
             })
         }
-        _ => Err(LoadError::Invalid(checker.diags.into_sorted())),
+        _ => {
+            // A step refused without a word is a bug of the checks, but a panic would hide
+            // the playbook's other problems and end `validate` with a backtrace.
+            if checker.diags.is_empty() {
+                checker.diags.error(
+                    Pos { line: 1, col: 1 },
+                    "internal error: a step was set aside without a reason; please report this playbook",
+                );
+            }
+            Err(LoadError::Invalid(checker.diags.into_sorted()))
+        }
     }
 }
 
@@ -183,8 +193,8 @@ impl Checker {
         let description = root.get("description").and_then(|n| self.de::<String>(n, "description: "));
         let severity = root.get("severity").and_then(|n| {
             let s = self.de::<String>(n, "severity: ")?;
-            let ok = s.len() >= 2
-                && matches!(&s[..2], "S1" | "S2" | "S3" | "S4")
+            // `get`, not `[..2]`: the text may start with a character of several bytes.
+            let ok = matches!(s.get(..2), Some("S1" | "S2" | "S3" | "S4"))
                 && s[2..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
             if !ok {
                 self.diags.error(n.pos, format!("invalid severity `{s}`")).hint =

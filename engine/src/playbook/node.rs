@@ -250,7 +250,19 @@ impl<'a> Builder<'a> {
                 self.count(1, pos)?;
                 self.count_bytes(value.len(), pos)?;
                 let tag = tag.map(|t| t.suffix().to_owned());
-                (scalar(value, style, tag.as_deref()), anchor)
+                let text = value.clone();
+                let kind = scalar(value, style, tag.as_deref());
+                // JSON, which the typed sections are read from, has no infinity or NaN: as
+                // null they would read as "absent" (`with: 1e309` was no `with` at all).
+                if let NodeKind::Float(f) = kind
+                    && !f.is_finite()
+                {
+                    return Err(YamlError {
+                        pos,
+                        message: format!("`{text}` is not a finite number; quote it if it is meant as text"),
+                    });
+                }
+                (kind, anchor)
             }
             Event::SequenceStart(_, anchor, _) => {
                 self.enter(depth, pos)?;
@@ -421,6 +433,11 @@ mod tests {
         for text in ["no", "n", "on", "yes", "0755", "30s", "1.2.3", "'42'", "!!str 42"] {
             assert!(matches!(kind(text), NodeKind::Str(_)), "{text} should be text");
         }
+        for text in [".inf", "-.Inf", ".nan", "1e309", "x: [-1e999]"] {
+            let e = parse(text, LIMITS).unwrap_err();
+            assert!(e.message.contains("is not a finite number; quote it"), "{text}: {}", e.message);
+        }
+        assert!(matches!(kind("'.inf'"), NodeKind::Str(_)));
     }
 
     #[test]

@@ -511,6 +511,9 @@ impl Journal {
         })?;
         self.out.write_all(b"\n").map_err(io_err(&self.path))?;
         self.dirty = true;
+        super::crash_hook(|| {
+            let _ = self.out.flush();
+        });
         Ok(())
     }
 

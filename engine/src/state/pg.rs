@@ -428,6 +428,9 @@ impl EventLog for PgRun {
     fn append(&mut self, ev: &Event) -> Result<(), StateError> {
         self.lost()?;
         self.pending.push(super::redacted(ev).into_owned());
+        super::crash_hook(|| {
+            let _ = self.flush();
+        });
         Ok(())
     }
 
@@ -530,10 +533,12 @@ impl Drop for PgRun {
 
 impl Store for PgStore {
     fn create(&self, meta: &RunMeta, playbook_text: &str, inputs: &Value) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         self.hold(&meta.run_id, Some((meta, playbook_text, inputs)))
     }
 
     fn open(&self, run_id: &str) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         self.hold(run_id, None)
     }
 

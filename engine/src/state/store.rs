@@ -91,11 +91,13 @@ impl HeldRun for FileRun {
 
 impl Store for FileStore {
     fn create(&self, meta: &RunMeta, playbook_text: &str, inputs: &Value) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         let dir = FileStore::create(self, meta, playbook_text, inputs)?;
         let journal = Journal::open(&dir.dir)?;
         Ok(Box::new(FileRun { dir, journal }))
     }
     fn open(&self, run_id: &str) -> Result<Box<dyn HeldRun>, StateError> {
+        super::check_test_hook();
         let dir = FileStore::open(self, run_id)?;
         let journal = Journal::open(&dir.dir)?;
         Ok(Box::new(FileRun { dir, journal }))
