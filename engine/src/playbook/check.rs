@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -669,8 +669,15 @@ impl Checker {
         // A `with` that is not a mapping is reported already; checking `{}` would add noise.
         let with_ok = node.get("with").is_none_or(|w| matches!(w.kind, NodeKind::Map(_) | NodeKind::Null));
         if let Some(kind) = kind.filter(|_| with_ok) {
-            let (idem, errors) = param_errors(kind, &params);
+            let (idem, errors, more) = param_errors(kind, &params);
             kind_idempotent = idem;
+            if more {
+                let pos = node.entry("with").map_or(node.pos, |(k, _)| k.pos);
+                self.diags.error(
+                    pos,
+                    format!("{label}`with`: more than {MAX_PARAM_ERRORS} problems; the rest are not listed"),
+                );
+            }
             for e in errors {
                 ok = false;
                 let (pos, message, hint) = match node.get("with") {
@@ -758,14 +765,28 @@ impl Checker {
     }
 
     /// Checks what templates reference, once the DAG is known (step references need it).
-    fn references(&mut self, parts: &Parts, pending: Vec<PendingRefs>) {
+    fn references(&mut self, parts: &Parts, mut pending: Vec<PendingRefs>) {
         let var_names: Vec<&str> = parts.vars.keys().map(String::as_str).collect();
+        for p in &mut pending {
+            p.refs.sort();
+            p.refs.dedup();
+        }
+        // Which step reads which: the ancestry of all of them in one pass over the DAG.
+        let mut pairs = Vec::new();
+        for p in &pending {
+            let (Scope::Step(i) | Scope::Until(i)) = p.scope else { continue };
+            for r in &p.refs {
+                if let Some(&j) = r.strip_prefix("steps.").and_then(|r| parts.index.get(r.split('.').next()?)) {
+                    pairs.push((j, i));
+                }
+            }
+        }
+        let answers = parts.dag.as_ref().map(|dag| dag.ancestors_among(&pairs)).unwrap_or_default();
+        let ancestry: HashSet<(usize, usize)> =
+            pairs.into_iter().zip(answers).filter(|(_, a)| *a).map(|(p, _)| p).collect();
         for p in pending {
-            let mut refs = p.refs;
-            refs.sort();
-            refs.dedup();
-            for r in &refs {
-                if let Some(msg) = self.reference(parts, &var_names, p.scope, r) {
+            for r in &p.refs {
+                if let Some(msg) = self.reference(parts, &var_names, &ancestry, p.scope, r) {
                     let (message, hint) = msg;
                     let d = self.diags.error(p.pos, message);
                     d.hint = hint;
@@ -774,7 +795,16 @@ impl Checker {
         }
     }
 
-    fn reference(&self, parts: &Parts, vars: &[&str], scope: Scope, r: &str) -> Option<(String, Option<String>)> {
+    /// What is wrong with reference `r`, if anything; `ancestry` holds the (step read, step
+    /// reading) pairs where the first is an ancestor of the second.
+    fn reference(
+        &self,
+        parts: &Parts,
+        vars: &[&str],
+        ancestry: &HashSet<(usize, usize)>,
+        scope: Scope,
+        r: &str,
+    ) -> Option<(String, Option<String>)> {
         let mut it = r.split('.');
         let root = it.next().unwrap_or_default();
         let name = it.next();
@@ -863,8 +893,8 @@ impl Checker {
                         Some("use `outputs` inside `retry.until`".into()),
                     ));
                 }
-                let dag = parts.dag.as_ref()?;
-                if dag.is_ancestor(j, i) {
+                parts.dag.as_ref()?;
+                if ancestry.contains(&(j, i)) {
                     return None;
                 }
                 Some((
@@ -889,17 +919,21 @@ impl Checker {
 /// Every problem of a step's parameters, not only the first: serde stops at the first bad
 /// value, so the parameter it names is taken away and the rest checked again. What that
 /// removal causes itself (the parameter now missing, a rule about the whole set) is not
-/// reported. Returns the type's idempotence when all is well.
-fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>) {
+/// reported. Returns the type's idempotence when all is well, and whether problems past
+/// [`MAX_PARAM_ERRORS`] were left unlisted.
+fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>, bool) {
     let mut trial = params.clone();
     let mut removed: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     // Bounded: each round takes one parameter away.
     for _ in 0..=params.as_object().map_or(0, |m| m.len()) {
         let e = match kind.check(&trial) {
-            Ok(idem) => return (idem, errors),
+            Ok(idem) => return (idem, errors, false),
             Err(e) => e,
         };
+        if errors.len() == MAX_PARAM_ERRORS {
+            return (false, errors, true);
+        }
         let first = match e.path.first() {
             Some(Seg::Key(k)) if trial.get(k).is_some() => Some(k.clone()),
             _ => None,
@@ -922,8 +956,13 @@ fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps:
             }
         }
     }
-    (false, errors)
+    (false, errors, false)
 }
+
+/// Problems listed for one step's `with`: each is placed by a walk of the mapping, and a
+/// generated step with 50,000 stray parameters made that quadratic (23 s in a debug build);
+/// nobody reads past the first screen of them anyway.
+const MAX_PARAM_ERRORS: usize = 20;
 
 fn known_list() -> String {
     steps::known_names().collect::<Vec<_>>().join(", ")
