@@ -2,7 +2,7 @@
 """Hostile-file benchmark: time and peak RSS of `runbook validate` on files built to hurt it.
 
 Each case is generated here (nothing big is committed) and run once through
-`runbook validate`; the table shows the file, its size, the exit code (2 = refused with a
+`runbook validate` (`exec` where the name says so); the table shows the file, its size, the exit code (2 = refused with a
 positioned error, 0 = valid), wall seconds and the peak RSS of the runbook process
 (/usr/bin/time -v). The same inputs are regression tests in tests/cli/hostile.rs, which
 check the messages and positions; time and memory are only measured here.
@@ -154,6 +154,14 @@ def wide_needs(n):
     return "".join(out)
 
 
+def chained_vars(n):
+    """`n` vars, each reading the one before (run with `exec`: vars are rendered at run start)."""
+    out = [HEAD + "vars:\n  v0: \"0\"\n"]
+    out += [f"  v{i}: \"{{{{ vars.v{i - 1} }}}}\"\n" for i in range(1, n)]
+    out.append("steps:\n  - id: a\n" + WAIT)
+    return "".join(out)
+
+
 # (name, generator). Sizes follow the issue where it names them.
 CASES = [
     ("alias-20k-string", lambda: alias_bomb(20_000)),
@@ -174,6 +182,7 @@ CASES = [
     ("nested-anchors", lambda: nested_anchors(60, 4_000_000)),
     ("long-line-7m", lambda: long_line(7 << 20)),
     ("wide-needs-35k", lambda: wide_needs(35_000)),
+    ("vars-20k (exec)", lambda: chained_vars(20_000)),
 ]
 
 
@@ -198,6 +207,7 @@ def measure(args, cwd, timeout):
     if "Command terminated by signal" in err:
         code = 128 + int(err.split("Command terminated by signal")[1].split()[0])
     first = next((l for l in err.splitlines() if l and not l.startswith("\t") and "Command" not in l), "")
+    first = first if code else "ok"
     return code, secs, rss_kb / 1024, first
 
 
@@ -233,11 +243,13 @@ def main():
         for name, make in CASES:
             if only and name not in only:
                 continue
-            path = os.path.join(d, f"{name}.yaml")
+            base, _, how = name.partition(" (")
+            path = os.path.join(d, f"{base}.yaml")
             with open(path, "w") as f:
                 f.write(make())
             size = os.path.getsize(path)
-            code, secs, rss, first = measure([BIN, "validate", path], d, timeout)
+            cmd = ["exec", path, "--output", "json"] if how == "exec)" else ["validate", path]
+            code, secs, rss, first = measure([BIN, "--state-dir", os.path.join(d, "state")] + cmd, d, timeout)
             rows.append((name, size, code, secs, rss, first.replace(d + "/", "")))
         path, feeder = fifo_case(d)
         code, secs, rss, first = measure([BIN, "validate", path], d, timeout)

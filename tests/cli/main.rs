@@ -11,6 +11,7 @@ mod diff;
 mod drill;
 mod drill_e2e;
 mod formats;
+mod hostile;
 mod pg;
 mod pg_cluster;
 mod providers;

@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
@@ -55,7 +56,17 @@ pub fn load(path: &Path) -> Result<Playbook, LoadError> {
         return Err(too_big(format!("over {} MiB (read from a pipe)", MAX_FILE_BYTES >> 20)));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
-        LoadError::Invalid(vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, format!("the file is not UTF-8: {e}"))])
+        // Point at the first bad byte, as for any other mistake in the file.
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let pos = Pos {
+            line: good.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+            col: std::str::from_utf8(&good[line_start..]).map_or(1, |l| l.chars().count() as u64 + 1),
+        };
+        LoadError::Invalid(vec![
+            Diagnostic::new(&file, pos, format!("the file is not UTF-8: {}", e.utf8_error()))
+                .with_hint("save the playbook as UTF-8"),
+        ])
     })?;
     load_str(&file, text, Some(path))
 }
@@ -435,7 +446,11 @@ impl Checker {
                     Some(format!("first defined at line {}", prev.line));
                 continue;
             }
-            if id.is_empty()
+            if id.len() > MAX_ID_LEN {
+                self.diags
+                    .error(id_node.pos, format!("step id `{}` is {} characters long", shorten(&id), id.len()))
+                    .hint = Some(format!("ids are at most {MAX_ID_LEN} characters"));
+            } else if id.is_empty()
                 || !id.starts_with(|c: char| c.is_ascii_lowercase())
                 || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
@@ -460,7 +475,7 @@ impl Checker {
                 continue;
             }
             let label = match item.get("id") {
-                Some(n) => format!("step `{}`: ", scalar_text(n)),
+                Some(n) => format!("step `{}`: ", shorten(&scalar_text(n))),
                 None => format!("step #{}: ", i + 1),
             };
             // Field by field, so a bad field does not hide the step's other problems or
@@ -649,7 +664,7 @@ impl Checker {
                     ok = false;
                     let msg = match did_you_mean(need, ids.iter().copied().filter(|s| !s.is_empty())) {
                         Some(s) => format!("{label}needs unknown step `{need}` (did you mean `{s}`?)"),
-                        None => format!("{label}needs unknown step `{need}`"),
+                        None => format!("{label}needs unknown step `{}`", shorten(need)),
                     };
                     self.diags.error(pos, msg);
                 }
@@ -963,6 +978,18 @@ fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps:
 /// generated step with 50,000 stray parameters made that quadratic (23 s in a debug build);
 /// nobody reads past the first screen of them anyway.
 const MAX_PARAM_ERRORS: usize = 20;
+
+/// The longest step id: ids name steps in tables, logs and temporary file names, and a
+/// 190,000-character id made every message about its step that long.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A name as messages quote it: whole up to [`MAX_ID_LEN`], then cut with `…`.
+fn shorten(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(MAX_ID_LEN) {
+        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
+        None => Cow::Borrowed(s),
+    }
+}
 
 fn known_list() -> String {
     steps::known_names().collect::<Vec<_>>().join(", ")

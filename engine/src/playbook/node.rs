@@ -207,7 +207,13 @@ impl<'a> Builder<'a> {
                 Some(Err(e)) => {
                     let m = e.marker();
                     let pos = Pos { line: m.line().max(1) as u64, col: m.col() as u64 + 1 };
-                    return Err(YamlError { pos, message: e.info() });
+                    // The scanner looks ahead through flow collections (`[[[[...` could be
+                    // a key) and stops at its own depth limit before we see the events.
+                    let mut message = e.info();
+                    if message == "recursion limit exceeded" {
+                        message = format!("nesting deeper than {} levels", self.limits.max_depth);
+                    }
+                    return Err(YamlError { pos, message });
                 }
                 // Anchor names are presentation; the node events carry the ids.
                 Some(Ok((Event::Anchor(..), _))) => continue,
