@@ -442,3 +442,39 @@ fn twenty_thousand_chained_vars() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.starts_with("q.yaml:4:6: var `a`: "), "{}", r.stderr);
 }
+
+/// `runbook diff` of two 3,000-step playbooks with 300 approvals and no step in common but
+/// the approvals: every step's approvals were found by a search per pair and renames by
+/// comparing every removed step with every added one (64 s, release build). It runs in CI
+/// on pull requests, so a hostile one must not stall it.
+#[test]
+fn diff_of_two_unrelated_3000_step_playbooks() {
+    let playbook = |prefix: &str, text: &str| {
+        let mut out = format!("{HEAD}steps:\n");
+        for i in 0..3_000 {
+            let needs = if i == 0 { String::new() } else { format!("    needs: [{prefix}{}]\n", i - 1) };
+            if i % 10 == 0 {
+                out.push_str(&format!("  - id: {prefix}{i}\n    type: approval\n{needs}    with: {{ message: ok }}\n"));
+            } else {
+                out.push_str(&format!(
+                    "  - id: {prefix}{i}\n    type: shell\n{needs}    with: {{ command: [echo, \"{text}{i}\"] }}\n"
+                ));
+            }
+        }
+        out
+    };
+    let env = Env::new();
+    env.write("old.yaml", &playbook("a", "old"));
+    env.write("new.yaml", &playbook("b", "new"));
+    let r = env.run(&["diff", "old.yaml", "new.yaml"]);
+    assert_eq!(r.code, 1, "{}", &r.stderr[..r.stderr.len().min(2000)]);
+    let count = |prefix: &str| r.stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("+ step b"), 2_700);
+    assert_eq!(count("- step a"), 2_700);
+    // The approvals are the same but for their ids: renamed, in order.
+    let renamed = r.stdout.lines().filter(|l| l.starts_with("~ step a") && l.contains(" renamed to ")).count();
+    assert_eq!(renamed, 300);
+    assert!(r.stdout.contains("~ step a2990 renamed to b2990\n"), "{}", &r.stdout[..2000]);
+    // Every new shell step waits for an approval: no warning says otherwise.
+    assert!(!r.stdout.contains("has no approval before it"));
+}

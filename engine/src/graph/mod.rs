@@ -90,17 +90,7 @@ impl Dag {
         let mut answers = vec![false; pairs.len()];
         let mut reach = vec![0u64; self.len()];
         for chunk in sources.chunks(64) {
-            reach.iter_mut().for_each(|r| *r = 0);
-            for (bit, &a) in chunk.iter().enumerate() {
-                reach[a] |= 1 << bit;
-            }
-            for &v in &self.topo {
-                let mut r = reach[v];
-                for &d in &self.needs[v] {
-                    r |= reach[d];
-                }
-                reach[v] = r;
-            }
+            self.sweep(chunk, &mut reach);
             for (answer, &(a, of)) in answers.iter_mut().zip(pairs) {
                 if a != of
                     && let Ok(bit) = chunk.binary_search(&a)
@@ -110,6 +100,49 @@ impl Dag {
             }
         }
         answers
+    }
+
+    /// Whether each step has at least one of `sources` among its ancestors, in one pass.
+    pub fn below_any(&self, sources: &[usize]) -> Vec<bool> {
+        let mut source = vec![false; self.len()];
+        sources.iter().for_each(|&s| source[s] = true);
+        let mut below = vec![false; self.len()];
+        for &v in &self.topo {
+            below[v] = self.needs[v].iter().any(|&d| below[d] || source[d]);
+        }
+        below
+    }
+
+    /// For each of `targets`, the `sources` among its ancestors (in the order of `sources`):
+    /// a sweep of the DAG per 64 sources, as in [`Dag::ancestors_among`].
+    pub fn ancestors_from(&self, sources: &[usize], targets: &[usize]) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); targets.len()];
+        let mut reach = vec![0u64; self.len()];
+        for chunk in sources.chunks(64) {
+            self.sweep(chunk, &mut reach);
+            for (found, &t) in out.iter_mut().zip(targets) {
+                // A source reaches itself in `reach`; it is not its own ancestor.
+                found.extend(
+                    chunk.iter().enumerate().filter(|&(bit, &s)| s != t && reach[t] >> bit & 1 == 1).map(|(_, &s)| s),
+                );
+            }
+        }
+        out
+    }
+
+    /// Sets bit k of `reach[v]` when `chunk[k]` is `v` or one of its ancestors.
+    fn sweep(&self, chunk: &[usize], reach: &mut [u64]) {
+        reach.iter_mut().for_each(|r| *r = 0);
+        for (bit, &a) in chunk.iter().enumerate() {
+            reach[a] |= 1 << bit;
+        }
+        for &v in &self.topo {
+            let mut r = reach[v];
+            for &d in &self.needs[v] {
+                r |= reach[d];
+            }
+            reach[v] = r;
+        }
     }
 
     /// Marks `roots` and everything downstream of them.
@@ -256,6 +289,15 @@ mod tests {
             assert_eq!(got, dag.is_ancestor(a, b), "{a} -> {b}");
         }
         assert!(dag.ancestors_among(&[(0, 4), (5, 205), (4, 0), (1, 2), (3, 3)]) == [true, true, false, false, false]);
+        // The same answers, grouped by target, and "below any of them".
+        let sources: Vec<usize> = (0..dag.len()).step_by(3).collect();
+        let targets: Vec<usize> = (0..dag.len()).collect();
+        let below = dag.below_any(&sources);
+        for (t, found) in dag.ancestors_from(&sources, &targets).into_iter().enumerate() {
+            let want: Vec<usize> = sources.iter().copied().filter(|&s| dag.is_ancestor(s, t)).collect();
+            assert_eq!(found, want, "ancestors of {t}");
+            assert_eq!(below[t], !want.is_empty(), "below any: {t}");
+        }
     }
 
     #[test]
