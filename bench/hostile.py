@@ -2,7 +2,7 @@
 """Hostile-file benchmark: time and peak RSS of `runbook validate` on files built to hurt it.
 
 Each case is generated here (nothing big is committed) and run once through
-`runbook validate` (`exec` where the name says so); the table shows the file, its size, the exit code (2 = refused with a
+`runbook validate` (`exec` or `diff` where the name says so); the table shows the file, its size, the exit code (2 = refused with a
 positioned error, 0 = valid), wall seconds and the peak RSS of the runbook process
 (/usr/bin/time -v). The same inputs are regression tests in tests/cli/hostile.rs, which
 check the messages and positions; time and memory are only measured here.
@@ -162,6 +162,21 @@ def chained_vars(n):
     return "".join(out)
 
 
+def diff_pair(n):
+    """Two `n`-step chains with an approval every 10 steps and no step in common but the
+    approvals (run with `diff`: a pull request's review in CI)."""
+    def playbook(prefix, text):
+        out = [HEAD + "steps:\n"]
+        for i in range(n):
+            needs = f"    needs: [{prefix}{i - 1}]\n" if i else ""
+            if i % 10 == 0:
+                out.append(f"  - id: {prefix}{i}\n    type: approval\n{needs}    with: {{ message: ok }}\n")
+            else:
+                out.append(f"  - id: {prefix}{i}\n    type: shell\n{needs}    with: {{ command: [echo, \"{text}{i}\"] }}\n")
+        return "".join(out)
+    return playbook("a", "old"), playbook("b", "new")
+
+
 # (name, generator). Sizes follow the issue where it names them.
 CASES = [
     ("alias-20k-string", lambda: alias_bomb(20_000)),
@@ -183,6 +198,7 @@ CASES = [
     ("long-line-7m", lambda: long_line(7 << 20)),
     ("wide-needs-35k", lambda: wide_needs(35_000)),
     ("vars-20k (exec)", lambda: chained_vars(20_000)),
+    ("diff-3000 (diff)", lambda: diff_pair(3_000)),
 ]
 
 
@@ -207,7 +223,7 @@ def measure(args, cwd, timeout):
     if "Command terminated by signal" in err:
         code = 128 + int(err.split("Command terminated by signal")[1].split()[0])
     first = next((l for l in err.splitlines() if l and not l.startswith("\t") and "Command" not in l), "")
-    first = first if code else "ok"
+    first = first if code and not (code == 1 and args[-3] == "diff") else "ok"
     return code, secs, rss_kb / 1024, first
 
 
@@ -245,10 +261,16 @@ def main():
                 continue
             base, _, how = name.partition(" (")
             path = os.path.join(d, f"{base}.yaml")
-            with open(path, "w") as f:
-                f.write(make())
-            size = os.path.getsize(path)
+            text = make()
             cmd = ["exec", path, "--output", "json"] if how == "exec)" else ["validate", path]
+            if how == "diff)":
+                old_path = os.path.join(d, f"{base}.old.yaml")
+                with open(old_path, "w") as f:
+                    f.write(text[0])
+                text, cmd = text[1], ["diff", old_path, path]
+            with open(path, "w") as f:
+                f.write(text)
+            size = os.path.getsize(path)
             code, secs, rss, first = measure([BIN, "--state-dir", os.path.join(d, "state")] + cmd, d, timeout)
             rows.append((name, size, code, secs, rss, first.replace(d + "/", "")))
         path, feeder = fifo_case(d)
