@@ -13,6 +13,7 @@ mod drill;
 mod drill_e2e;
 mod faults;
 mod formats;
+mod hostile;
 mod pg;
 mod pg_cluster;
 mod props;

@@ -62,9 +62,10 @@ pub fn prepare_context(
     let run = minijinja::context! { id => run_id, started_at => started_at, playbook => pb.name.as_str() };
     let base = Context::new(JValue::from(minijinja::value::Serde(inputs)), JValue::from(()), run, dry);
     let mut vars = serde_json::Map::new();
-    let mut ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
+    let so_far = std::sync::Arc::new(template::VarsSoFar::default());
+    let rendering = base.with_vars(JValue::from_dyn_object(so_far.clone()));
     for (name, raw) in &pb.vars {
-        let v = match template::render_value(raw, ctx.value(), &format!("vars.{name}")) {
+        let v = match template::render_value(raw, rendering.value(), &format!("vars.{name}")) {
             Ok(v) => v,
             Err(e) if dry => {
                 warnings.push(format!("var `{name}` cannot be rendered yet: {}", redactor.redact(&e.message)));
@@ -72,9 +73,10 @@ pub fn prepare_context(
             }
             Err(e) => return Err(format!("cannot render {}", redactor.redact(&e.message))),
         };
+        so_far.push(name, &v);
         vars.insert(name.clone(), v);
-        ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
     }
+    let ctx = base.with_vars(JValue::from(minijinja::value::Serde(&vars)));
     Ok(Prepared { context: ctx, redactor, stored_inputs: stored, warnings, events: Vec::new() })
 }
 

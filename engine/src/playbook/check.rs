@@ -63,7 +63,17 @@ pub fn load(path: &Path) -> Result<Playbook, LoadError> {
         return Err(too_big(format!("over {} MiB (read from a pipe)", MAX_FILE_BYTES >> 20)));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
-        LoadError::Invalid(vec![Diagnostic::new(&file, Pos { line: 1, col: 1 }, format!("the file is not UTF-8: {e}"))])
+        // Point at the first bad byte, as for any other mistake in the file.
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let pos = Pos {
+            line: good.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+            col: std::str::from_utf8(&good[line_start..]).map_or(1, |l| l.chars().count() as u64 + 1),
+        };
+        LoadError::Invalid(vec![
+            Diagnostic::new(&file, pos, format!("the file is not UTF-8: {}", e.utf8_error()))
+                .with_hint("save the playbook as UTF-8"),
+        ])
     })?;
     load_str(&file, text, Some(path))
 }

@@ -128,6 +128,9 @@ const DYM_MAX_LEN: usize = 64;
 /// transpositions) is enough for typos and needs no per-call hash map.
 static DYM_BUDGET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(20_000_000);
 
+/// Candidates whose edit distance is computed for one name, at most.
+const DYM_MAX_COMPARED: usize = 16;
+
 /// Best "did you mean" candidate for a misspelt name.
 pub fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     use std::sync::atomic::Ordering;
@@ -135,10 +138,29 @@ pub fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a st
         return None;
     }
     let threshold = |c: &str| 2.max(c.len() / 3);
-    candidates
+    // The distance is at least the length difference: skip what cannot pass the bar.
+    let mut plausible: Vec<(usize, &str)> = candidates
         .into_iter()
-        // The distance is at least the length difference: skip what cannot pass the bar.
         .filter(|c| c.len() <= DYM_MAX_LEN && c.len().abs_diff(wrong.len()) <= threshold(c))
+        .enumerate()
+        .collect();
+    // Thousands of ids of the same length all pass that bar, and one name compared with all
+    // of them would spend the budget of the whole file: compare only those sharing the
+    // longest start or end with it (a typo leaves one or the other), a linear pre-pass.
+    if plausible.len() > DYM_MAX_COMPARED {
+        let shared = |c: &str| {
+            let (a, b) = (wrong.as_bytes(), c.as_bytes());
+            let head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            let tail = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+            head.max(tail)
+        };
+        plausible.select_nth_unstable_by_key(DYM_MAX_COMPARED - 1, |(i, c)| (std::cmp::Reverse(shared(c)), *i));
+        plausible.truncate(DYM_MAX_COMPARED);
+        plausible.sort_unstable();
+    }
+    plausible
+        .into_iter()
+        .map(|(_, c)| c)
         .take_while(|c| DYM_BUDGET.fetch_sub((c.len() * wrong.len()).max(1) as i64, Ordering::Relaxed) > 0)
         .map(|c| (strsim::osa_distance(wrong, c), c))
         .filter(|(d, c)| *d <= threshold(c) && *d < c.len().max(wrong.len()))
@@ -158,6 +180,12 @@ mod dym_tests {
         assert_eq!(did_you_mean(&long, [long.as_str()]), None);
         // A candidate far longer than the name is not compared (and could not pass).
         assert_eq!(did_you_mean("abc", ["abcdefghijkl"]), None);
+        // Among thousands of names of the same length, the one a typo came from is found.
+        let ids: Vec<String> = (0..3000).map(|i| format!("step_{i:04}_restore_the_orders_table")).collect();
+        let got = did_you_mean("step_2999_restore_the_ordres_table", ids.iter().map(String::as_str));
+        assert_eq!(got, Some("step_2999_restore_the_orders_table"));
+        let got = did_you_mean("stpe_1234_restore_the_orders_table", ids.iter().map(String::as_str));
+        assert_eq!(got, Some("step_1234_restore_the_orders_table"));
     }
 }
 

@@ -10,7 +10,7 @@
 
 use granit_parser::{Event, Parser, ScalarStyle, Span};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A 1-based position in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -156,6 +156,8 @@ pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
         limits,
         nodes: 0,
         bytes: 0,
+        held_nodes: 0,
+        held_bytes: 0,
         anchors: HashMap::new(),
         last: Pos::default(),
     };
@@ -189,6 +191,9 @@ struct Builder<'a> {
     limits: Limits,
     nodes: usize,
     bytes: usize,
+    /// Nodes and scalar bytes in the copies the anchors keep (see [`Builder::hold`]).
+    held_nodes: usize,
+    held_bytes: usize,
     /// Anchored nodes with their size (nodes and scalar bytes in the subtree), for aliases.
     anchors: HashMap<usize, (Node, usize, usize)>,
     last: Pos,
@@ -202,7 +207,13 @@ impl<'a> Builder<'a> {
                 Some(Err(e)) => {
                     let m = e.marker();
                     let pos = Pos { line: m.line().max(1) as u64, col: m.col() as u64 + 1 };
-                    return Err(YamlError { pos, message: e.info() });
+                    // The scanner looks ahead through flow collections (`[[[[...` could be
+                    // a key) and stops at its own depth limit before we see the events.
+                    let mut message = e.info();
+                    if message == "recursion limit exceeded" {
+                        message = format!("nesting deeper than {} levels", self.limits.max_depth);
+                    }
+                    return Err(YamlError { pos, message });
                 }
                 // Anchor names are presentation; the node events carry the ids.
                 Some(Ok((Event::Anchor(..), _))) => continue,
@@ -281,7 +292,7 @@ impl<'a> Builder<'a> {
                 let mut entries: Vec<(Key, Node)> = Vec::new();
                 // Key -> line of its first use: a hash lookup keeps 150k keys linear.
                 let mut seen: HashMap<String, u64> = HashMap::new();
-                let mut merged: Vec<(Key, Node)> = Vec::new();
+                let mut merged = Merged::default();
                 loop {
                     let (ev, span) = self.next()?;
                     if matches!(ev, Event::MappingEnd) {
@@ -317,7 +328,7 @@ impl<'a> Builder<'a> {
                     seen.insert(name.clone(), key_node.pos.line);
                     entries.push((Key { name, pos: key_node.pos }, value));
                 }
-                for (k, v) in merged {
+                for (k, v) in merged.entries {
                     if seen.insert(k.name.clone(), k.pos.line).is_none() {
                         entries.push((k, v));
                     }
@@ -341,9 +352,32 @@ impl<'a> Builder<'a> {
         };
         let node = Node { pos, kind };
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), (self.nodes - start).max(1), self.bytes - start_bytes));
+            let (size, bytes) = ((self.nodes - start).max(1), self.bytes - start_bytes);
+            self.hold(size, bytes, pos)?;
+            self.anchors.insert(anchor, (node.clone(), size, bytes));
         }
         Ok(node)
+    }
+
+    /// Each anchor keeps a copy of its value for the aliases to come, so anchors nested n
+    /// deep hold n copies of the innermost value: the copies get a budget of their own
+    /// (the same size as the document's), or a 4 MB string under 60 nested anchors would
+    /// take 240 MB.
+    fn hold(&mut self, nodes: usize, bytes: usize, pos: Pos) -> Result<(), YamlError> {
+        self.held_nodes += nodes;
+        self.held_bytes = self.held_bytes.saturating_add(bytes);
+        if self.held_nodes > self.limits.max_nodes || self.held_bytes > self.limits.max_bytes {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "anchored values hold more than {} values or {} MiB of text (each anchor keeps a copy, so \
+                     nested anchors count once per level)",
+                    self.limits.max_nodes,
+                    self.limits.max_bytes >> 20
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn enter(&mut self, depth: usize, pos: Pos) -> Result<(), YamlError> {
@@ -354,12 +388,20 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn merge_into(merged: &mut Vec<(Key, Node)>, value: Node) -> Result<(), YamlError> {
+/// The entries `<<` brings into one mapping, first comer wins (YAML's merge rule), with a
+/// set of their names so that merging a mapping of n keys costs n lookups, not n²/2.
+#[derive(Default)]
+struct Merged {
+    entries: Vec<(Key, Node)>,
+    names: HashSet<String>,
+}
+
+fn merge_into(merged: &mut Merged, value: Node) -> Result<(), YamlError> {
     match value.kind {
         NodeKind::Map(entries) => {
             for (k, v) in entries {
-                if !merged.iter().any(|(m, _)| m.name == k.name) {
-                    merged.push((k, v));
+                if merged.names.insert(k.name.clone()) {
+                    merged.entries.push((k, v));
                 }
             }
             Ok(())
@@ -472,5 +514,65 @@ mod tests {
         assert_eq!(err.message, "the document has more than 1 MiB of text (aliases count at their expanded size)");
         assert_eq!(err.pos.line, 3, "l1 is 400 KB, l2 crosses 1 MiB");
         assert!(parse("a: 1\n---\nb: 2\n", LIMITS).unwrap_err().message.contains("one YAML document"));
+    }
+
+    #[test]
+    fn merge_keys_follow_yaml_precedence() {
+        let m = parse("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b], z: 3}\n", LIMITS).unwrap();
+        let c = m.get("c").unwrap();
+        let keys: Vec<&str> = match &c.kind {
+            NodeKind::Map(e) => e.iter().map(|(k, _)| k.name.as_str()).collect(),
+            _ => panic!("not a map"),
+        };
+        // Explicit keys first and winning; among merged mappings the first one wins.
+        assert_eq!(keys, ["z", "x", "y"]);
+        assert!(matches!(c.get("y").unwrap().kind, NodeKind::Int(1)));
+        assert!(matches!(c.get("z").unwrap().kind, NodeKind::Int(3)));
+        let bad = parse("a: {<<: 5}\n", LIMITS).unwrap_err();
+        assert_eq!(
+            (bad.pos.line, bad.pos.col, bad.message.as_str()),
+            (1, 9, "`<<` merges a mapping or a list of mappings")
+        );
+    }
+
+    #[test]
+    fn merging_a_huge_mapping_is_linear() {
+        // 100,000 keys merged into a mapping: the old first-comer check compared each key
+        // with every key before it (5·10⁹ comparisons). Time is measured in bench/hostile.py.
+        let n = 100_000;
+        let mut text = String::from("base: &base\n");
+        for i in 0..n {
+            text.push_str(&format!("  k{i}: {i}\n"));
+        }
+        text.push_str("use:\n  <<: *base\n  k7: own\n");
+        let limits = Limits { max_depth: 64, max_nodes: 1_000_000, max_bytes: 32 << 20 };
+        let m = parse(&text, limits).unwrap();
+        let used = m.get("use").unwrap();
+        let NodeKind::Map(entries) = &used.kind else { panic!("not a map") };
+        assert_eq!(entries.len(), n);
+        assert_eq!(used.get("k7").unwrap().as_str(), Some("own"));
+        assert!(matches!(used.get(&format!("k{}", n - 1)).unwrap().kind, NodeKind::Int(i) if i == n as i64 - 1));
+    }
+
+    #[test]
+    fn nested_anchors_count_the_copies_they_keep() {
+        // Each anchor keeps a copy of its value for later aliases: 60 anchors around one
+        // 100 KB string would hold 6 MB from a 100 KB file.
+        let mut text = String::from("x: ");
+        for d in 0..60 {
+            text.push_str(&format!("&a{d} {{k: "));
+        }
+        text.push_str(&format!("\"{}\"{}\n", "s".repeat(100_000), "}".repeat(60)));
+        let err = parse(&text, LIMITS).unwrap_err();
+        assert_eq!(
+            err.message,
+            "anchored values hold more than 10000 values or 1 MiB of text (each anchor keeps a copy, so nested \
+             anchors count once per level)"
+        );
+        // The 11th level from the inside (1.1 MB held) is where it stops: the `{` of a49,
+        // after `x: `, ten `&aN {k: ` and 39 `&aNN {k: `, then `&a49 `.
+        assert_eq!((err.pos.line, err.pos.col), (1, 3 + 10 * 8 + 39 * 9 + 5 + 1));
+        // Without aliases, a few anchors are nothing special.
+        assert!(parse("a: &a {k: &b [1, 2]}\n", LIMITS).is_ok());
     }
 }

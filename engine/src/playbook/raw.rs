@@ -201,8 +201,8 @@ pub enum WhenValue {
 #[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
-    /// `[a-z][a-z0-9_]*`, unique in the playbook.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]*$"))]
+    /// `[a-z][a-z0-9_]*`, at most 64 characters, unique in the playbook.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]*$"), length(max = 64))]
     pub id: String,
     /// The step type; see `runbook schema` or docs/steps.md for the list.
     #[serde(rename = "type")]

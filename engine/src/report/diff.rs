@@ -7,7 +7,7 @@
 use crate::playbook::Playbook;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 #[derive(Debug, Serialize, Default)]
 pub struct Diff {
@@ -51,13 +51,8 @@ fn identity(pb: &Playbook, i: usize) -> Value {
     json!(m)
 }
 
-fn approvals_above(pb: &Playbook, i: usize) -> BTreeSet<String> {
-    pb.steps
-        .iter()
-        .enumerate()
-        .filter(|(j, s)| s.kind.name() == "approval" && pb.dag.is_ancestor(*j, i))
-        .map(|(_, s)| s.id.clone())
-        .collect()
+fn approvals(pb: &Playbook) -> Vec<usize> {
+    (0..pb.steps.len()).filter(|&j| pb.steps[j].kind.name() == "approval").collect()
 }
 
 pub fn diff(old: &Playbook, new: &Playbook) -> Diff {
@@ -66,20 +61,44 @@ pub fn diff(old: &Playbook, new: &Playbook) -> Diff {
     let new_ids: BTreeSet<&str> = new.steps.iter().map(|s| s.id.as_str()).collect();
     let mut removed: Vec<&str> = old_ids.difference(&new_ids).copied().collect();
     let mut added: Vec<&str> = new_ids.difference(&old_ids).copied().collect();
-    // Renames: a removed and an added step that are the same but for the id.
+    // Renames: a removed and an added step that are the same but for the id, each removed
+    // step taking the first such added one. Added steps are grouped by what they are, so a
+    // diff of thousands of unrelated steps is not a comparison of every pair.
     let mut rename: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_identity: HashMap<String, VecDeque<&str>> = HashMap::new();
+    for a in &added {
+        by_identity.entry(identity(new, new.index[*a]).to_string()).or_default().push_back(a);
+    }
     for r in removed.clone() {
-        let ri = old.index[r];
-        if let Some(pos) = added.iter().position(|a| identity(new, new.index[*a]) == identity(old, ri)) {
-            let a = added.remove(pos);
+        if let Some(a) = by_identity.get_mut(&identity(old, old.index[r]).to_string()).and_then(VecDeque::pop_front) {
             rename.insert(r.to_owned(), a.to_owned());
             d.renamed.push((r.to_owned(), a.to_owned()));
         }
     }
+    let renamed_to: HashSet<&str> = rename.values().map(String::as_str).collect();
+    added.retain(|a| !renamed_to.contains(a));
     removed.retain(|r| !rename.contains_key(*r));
     d.added = added.iter().map(|s| s.to_string()).collect();
     d.removed = removed.iter().map(|s| s.to_string()).collect();
     let new_name = |id: &str| rename.get(id).cloned().unwrap_or_else(|| id.to_owned());
+
+    // Which steps wait for an approval, before and after; the names of those they waited
+    // for only where a warning will list them (one pass over each DAG, not a search per pair).
+    let (old_gated, new_gated) = (old.dag.below_any(&approvals(old)), new.dag.below_any(&approvals(new)));
+    let lost: Vec<usize> = (0..old.steps.len())
+        .filter(|&oi| {
+            new.index
+                .get(&new_name(&old.steps[oi].id))
+                .is_some_and(|&ni| !new.steps[ni].idempotent && old_gated[oi] && !new_gated[ni])
+        })
+        .collect();
+    let waited: HashMap<usize, Vec<String>> = lost
+        .iter()
+        .copied()
+        .zip(old.dag.ancestors_from(&approvals(old), &lost))
+        .map(|(oi, js)| (oi, js.into_iter().map(|j| old.steps[j].id.clone()).collect()))
+        .collect();
+    let gates = Gates { new_gated: &new_gated, waited: &waited };
 
     // Changed fields of the steps in both (renamed ones by their new id). Edges are
     // compared separately, with renames applied.
@@ -97,10 +116,11 @@ pub fn diff(old: &Playbook, new: &Playbook) -> Diff {
                 d.changed.entry(nid.clone()).or_default().insert(k.clone(), (va, vb));
             }
         }
-        warn_step(&mut d, old, oi, new, ni);
+        warn_step(&mut d, old, oi, new, ni, &gates);
     }
+    let added: HashSet<&str> = d.added.iter().map(String::as_str).collect();
     for (ni, ns) in new.steps.iter().enumerate() {
-        if d.added.contains(&ns.id) && !ns.idempotent && approvals_above(new, ni).is_empty() {
+        if added.contains(ns.id.as_str()) && !ns.idempotent && !new_gated[ni] {
             d.warnings.push(format!(
                 "new step `{}` ({}) changes things and has no approval before it",
                 ns.id,
@@ -147,18 +167,27 @@ pub fn diff(old: &Playbook, new: &Playbook) -> Diff {
     d
 }
 
-fn warn_step(d: &mut Diff, old: &Playbook, oi: usize, new: &Playbook, ni: usize) {
+/// Who waits for an approval: every step of the new playbook, and the approvals each step
+/// that lost them used to wait for (by index in the old playbook).
+struct Gates<'a> {
+    new_gated: &'a [bool],
+    waited: &'a HashMap<usize, Vec<String>>,
+}
+
+fn warn_step(d: &mut Diff, old: &Playbook, oi: usize, new: &Playbook, ni: usize, gates: &Gates) {
     let (os, ns) = (&old.steps[oi], &new.steps[ni]);
-    if !ns.idempotent {
-        let before = approvals_above(old, oi);
-        if !before.is_empty() && approvals_above(new, ni).is_empty() {
-            d.warnings.push(format!(
-                "`{}` ({}) changes things and no longer waits for an approval (it waited for {})",
-                ns.id,
-                ns.kind.name(),
-                before.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
+    if !ns.idempotent
+        && !gates.new_gated[ni]
+        && let Some(before) = gates.waited.get(&oi)
+    {
+        let mut before = before.clone();
+        before.sort();
+        d.warnings.push(format!(
+            "`{}` ({}) changes things and no longer waits for an approval (it waited for {})",
+            ns.id,
+            ns.kind.name(),
+            before.join(", ")
+        ));
     }
     if os.idempotent && !ns.idempotent {
         d.warnings

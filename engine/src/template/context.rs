@@ -100,6 +100,33 @@ impl Object for StepsView {
     }
 }
 
+/// The vars rendered so far, while `vars` are rendered one by one: each sees the ones before
+/// it through this growing map instead of a copy of all of them (rebuilt for each var,
+/// 20,000 vars took 27 s to start a run).
+#[derive(Debug, Default)]
+pub struct VarsSoFar(RwLock<indexmap::IndexMap<String, JValue>>);
+
+impl VarsSoFar {
+    pub fn push(&self, name: &str, value: &serde_json::Value) {
+        let value = JValue::from(minijinja::value::Serde(value));
+        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), value);
+    }
+}
+
+impl Object for VarsSoFar {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get(key.as_str()?).cloned()
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.0.read().unwrap_or_else(|e| e.into_inner()).keys().map(|k| JValue::from(k.as_str())).collect(),
+        )
+    }
+}
+
 /// Stands for a value that is not known yet (dry run, plan): any attribute or index of it is
 /// another placeholder, and it renders as `<steps.x.outputs.rows[0].n>`.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 mod context;
 pub mod redact;
 
-pub use context::{Context, EnvObject, Placeholder, StepsView};
+pub use context::{Context, EnvObject, Placeholder, StepsView, VarsSoFar};
 pub use redact::Redactor;
 
 use minijinja::{Environment, UndefinedBehavior, Value as JValue};

@@ -5,6 +5,7 @@ use super::{Checker, Parts};
 use crate::playbook::diag::did_you_mean;
 use crate::playbook::node::{Node, NodeKind, Pos};
 use crate::template;
+use std::collections::HashSet;
 
 const RUN_FIELDS: &[&str] = &["id", "started_at", "playbook"];
 /// minijinja globals a template may call without declaring them.
@@ -81,14 +82,28 @@ impl Checker {
     }
 
     /// Checks what templates reference, once the DAG is known (step references need it).
-    pub(super) fn references(&mut self, parts: &Parts, pending: Vec<PendingRefs>) {
+    pub(super) fn references(&mut self, parts: &Parts, mut pending: Vec<PendingRefs>) {
         let var_names: Vec<&str> = parts.vars.keys().map(String::as_str).collect();
+        for p in &mut pending {
+            p.refs.sort();
+            p.refs.dedup();
+        }
+        // Which step reads which: the ancestry of all of them in one pass over the DAG.
+        let mut pairs = Vec::new();
+        for p in &pending {
+            let (Scope::Step(i) | Scope::Until(i)) = p.scope else { continue };
+            for r in &p.refs {
+                if let Some(&j) = r.strip_prefix("steps.").and_then(|r| parts.index.get(r.split('.').next()?)) {
+                    pairs.push((j, i));
+                }
+            }
+        }
+        let answers = parts.dag.as_ref().map(|dag| dag.ancestors_among(&pairs)).unwrap_or_default();
+        let ancestry: HashSet<(usize, usize)> =
+            pairs.into_iter().zip(answers).filter(|(_, a)| *a).map(|(p, _)| p).collect();
         for p in pending {
-            let mut refs = p.refs;
-            refs.sort();
-            refs.dedup();
-            for r in &refs {
-                if let Some(msg) = self.reference(parts, &var_names, p.scope, r) {
+            for r in &p.refs {
+                if let Some(msg) = self.reference(parts, &var_names, &ancestry, p.scope, r) {
                     let (message, hint) = msg;
                     let d = self.diags.error(p.pos, message);
                     d.hint = hint;
@@ -97,7 +112,16 @@ impl Checker {
         }
     }
 
-    fn reference(&self, parts: &Parts, vars: &[&str], scope: Scope, r: &str) -> Option<(String, Option<String>)> {
+    /// What is wrong with reference `r`, if anything; `ancestry` holds the (step read, step
+    /// reading) pairs where the first is an ancestor of the second.
+    fn reference(
+        &self,
+        parts: &Parts,
+        vars: &[&str],
+        ancestry: &HashSet<(usize, usize)>,
+        scope: Scope,
+        r: &str,
+    ) -> Option<(String, Option<String>)> {
         let mut it = r.split('.');
         let root = it.next().unwrap_or_default();
         let name = it.next();
@@ -186,8 +210,8 @@ impl Checker {
                         Some("use `outputs` inside `retry.until`".into()),
                     ));
                 }
-                let dag = parts.dag.as_ref()?;
-                if dag.is_ancestor(j, i) {
+                parts.dag.as_ref()?;
+                if ancestry.contains(&(j, i)) {
                     return None;
                 }
                 Some((

@@ -13,6 +13,7 @@ use crate::steps;
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The keys of a step, as in [`RawStep`] (a unit test holds them together).
@@ -57,7 +58,11 @@ impl Checker {
                     Some(format!("first defined at line {}", prev.line));
                 continue;
             }
-            if id.is_empty()
+            if id.len() > MAX_ID_LEN {
+                self.diags
+                    .error(id_node.pos, format!("step id `{}` is {} characters long", shorten(&id), id.len()))
+                    .hint = Some(format!("ids are at most {MAX_ID_LEN} characters"));
+            } else if id.is_empty()
                 || !id.starts_with(|c: char| c.is_ascii_lowercase())
                 || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
@@ -82,7 +87,7 @@ impl Checker {
                 continue;
             }
             let label = match item.get("id") {
-                Some(n) => format!("step `{}`: ", scalar_text(n)),
+                Some(n) => format!("step `{}`: ", shorten(&scalar_text(n))),
                 None => format!("step #{}: ", i + 1),
             };
             // Field by field, so a bad field does not hide the step's other problems or
@@ -265,7 +270,7 @@ impl Checker {
                     ok = false;
                     let msg = match did_you_mean(need, ids.iter().copied().filter(|s| !s.is_empty())) {
                         Some(s) => format!("{label}needs unknown step `{need}` (did you mean `{s}`?)"),
-                        None => format!("{label}needs unknown step `{need}`"),
+                        None => format!("{label}needs unknown step `{}`", shorten(need)),
                     };
                     self.diags.error(pos, msg);
                 }
@@ -285,8 +290,15 @@ impl Checker {
         // A `with` that is not a mapping is reported already; checking `{}` would add noise.
         let with_ok = node.get("with").is_none_or(|w| matches!(w.kind, NodeKind::Map(_) | NodeKind::Null));
         if let Some(kind) = kind.filter(|_| with_ok) {
-            let (idem, errors) = param_errors(kind, &params);
+            let (idem, errors, more) = param_errors(kind, &params);
             kind_idempotent = idem;
+            if more {
+                let pos = node.entry("with").map_or(node.pos, |(k, _)| k.pos);
+                self.diags.error(
+                    pos,
+                    format!("{label}`with`: more than {MAX_PARAM_ERRORS} problems; the rest are not listed"),
+                );
+            }
             for e in errors {
                 ok = false;
                 let (pos, message, hint) = match node.get("with") {
@@ -378,16 +390,19 @@ impl Checker {
 /// value, so the parameter it names is taken away and the rest checked again. What that
 /// removal causes itself (the parameter now missing, a rule about the whole set) is not
 /// reported. Returns the type's idempotence when all is well.
-fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>) {
+fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps::ParamError>, bool) {
     let mut trial = params.clone();
     let mut removed: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     // Bounded: each round takes one parameter away.
     for _ in 0..=params.as_object().map_or(0, |m| m.len()) {
         let e = match kind.check(&trial) {
-            Ok(idem) => return (idem, errors),
+            Ok(idem) => return (idem, errors, false),
             Err(e) => e,
         };
+        if errors.len() == MAX_PARAM_ERRORS {
+            return (false, errors, true);
+        }
         let first = match e.path.first() {
             Some(Seg::Key(k)) if trial.get(k).is_some() => Some(k.clone()),
             _ => None,
@@ -410,7 +425,24 @@ fn param_errors(kind: &dyn steps::StepKind, params: &Value) -> (bool, Vec<steps:
             }
         }
     }
-    (false, errors)
+    (false, errors, false)
+}
+
+/// Problems listed for one step's `with`: each is placed by a walk of the mapping, and a
+/// generated step with 50,000 stray parameters made that quadratic (23 s in a debug build);
+/// nobody reads past the first screen of them anyway.
+const MAX_PARAM_ERRORS: usize = 20;
+
+/// The longest step id: ids name steps in tables, logs and temporary file names, and a
+/// 190,000-character id made every message about its step that long.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A name as messages quote it: whole up to [`MAX_ID_LEN`], then cut with `…`.
+fn shorten(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(MAX_ID_LEN) {
+        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
+        None => Cow::Borrowed(s),
+    }
 }
 
 fn known_list() -> String {
