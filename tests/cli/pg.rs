@@ -745,3 +745,37 @@ fn destructive_steps_refuse_a_target_that_is_the_source() {
     assert_eq!(c.psql_db("scratch", "select count(*) from pg_namespace where nspname = 'public'"), "0");
     assert_eq!(c.psql("select count(*) from orders"), "5");
 }
+
+/// The client tools that read or write a file themselves (pg_dump --file, pg_restore of a
+/// whole dump) run in a process group of their own that is journaled, as a shell step's,
+/// so that after a crash `resume` can see whether they still run.
+#[test]
+fn pg_tools_run_in_a_journaled_process_group() {
+    let c = Cluster::start();
+    c.psql("create table t (id int primary key); insert into t select generate_series(1, 10)");
+    c.psql("create database copy");
+    let copy = format!("{}/copy", c.url().rsplit_once('/').unwrap().0);
+    let env = Env::new();
+    let (code, show, out) = exec(
+        &env,
+        "g1",
+        &format!(
+            concat!(
+                "  - id: dump\n    type: pg-dump\n    with: {{ url: \"{}\", to: out/, format: custom }}\n",
+                "  - id: load\n    type: pg-restore\n    needs: [dump]\n    with: {{ url: \"{}\", from: \"{{{{ steps.dump.outputs.path }}}}\" }}\n",
+            ),
+            c.url(),
+            copy
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status(&show, "load"), "succeeded");
+    assert_eq!(c.psql_db("copy", "select count(*) from t"), "10");
+    let journal = env.read(".runbook/runs/g1/journal.jsonl");
+    for id in ["dump", "load"] {
+        assert!(
+            journal.lines().any(|l| l.contains("\"step_process\"") && l.contains(&format!("\"step\":\"{id}\""))),
+            "no process group journaled for {id}:\n{journal}"
+        );
+    }
+}

@@ -110,7 +110,7 @@ impl TypedStep for PgDump {
         // of the file it truncates).
         private_file(&tmp)?;
         cmd.arg("--file").arg(&tmp);
-        let out = cmd.output().await.map_err(pg_dump_missing)?;
+        let out = super::support::output_in_group(cmd, &ctx.step_id).await.map_err(pg_dump_missing)?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
             return Err(pg_dump_failed(&out.stderr));

@@ -196,7 +196,7 @@ impl TypedStep for PgRestore {
             .unwrap_or(false);
         let (conn, env) = pg::tool_env(&p.url)?;
         if tables.is_empty() {
-            whole(&from, custom, &conn, &env).await?;
+            whole(&from, custom, &conn, &env, &ctx.step_id).await?;
             return Ok(serde_json::json!({ "tables": {}, "duration_ms": started.elapsed().as_millis() as u64 }));
         }
         if !custom {
@@ -266,7 +266,7 @@ impl TypedStep for PgRestore {
 }
 
 /// A whole dump: the client tool reads the file itself, in one transaction.
-async fn whole(from: &Path, custom: bool, conn: &str, env: &[(String, String)]) -> Result<(), StepError> {
+async fn whole(from: &Path, custom: bool, conn: &str, env: &[(String, String)], step: &str) -> Result<(), StepError> {
     let mut cmd = if custom {
         let mut c = pg_command("pg_restore", None);
         c.arg("--dbname").arg(conn).args(["--no-password", "--single-transaction", "--exit-on-error"]).arg(from);
@@ -287,7 +287,8 @@ async fn whole(from: &Path, custom: bool, conn: &str, env: &[(String, String)]) 
             .arg(from);
         c
     };
-    let out = cmd.envs(env.iter().cloned()).output().await.map_err(tool_missing)?;
+    cmd.envs(env.iter().cloned());
+    let out = super::support::output_in_group(cmd, step).await.map_err(tool_missing)?;
     if !out.status.success() {
         return Err(StepError::failed(format!(
             "the restore was rolled back: {}",
