@@ -261,6 +261,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Runs a client tool to its end in a process group of its own, registered for `step`: it
+/// is journaled (`step_process`), killed with the step (timeout, Ctrl-C, a lost lease), and
+/// after a crash `resume` sees whether it still runs. A tool that reads or writes a file
+/// itself (pg_dump --file, pg_restore of a whole dump) would otherwise outlive a killed
+/// runbook unseen, and `--rerun-interrupted` would start a second copy beside it.
+pub async fn output_in_group(mut cmd: tokio::process::Command, step: &str) -> std::io::Result<std::process::Output> {
+    use std::process::Stdio;
+    cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn()?;
+    let group = child.id().map(|id| crate::exec::groups::Group::register(id as i32, step));
+    let out = child.wait_with_output().await;
+    drop(group);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,19 +345,4 @@ mod tests {
         assert!(text.contains("bytes cut here"));
         assert!(!text.contains('\u{fffd}'));
     }
-}
-
-/// Runs a client tool to its end in a process group of its own, registered for `step`: it
-/// is journaled (`step_process`), killed with the step (timeout, Ctrl-C, a lost lease), and
-/// after a crash `resume` sees whether it still runs. A tool that reads or writes a file
-/// itself (pg_dump --file, pg_restore of a whole dump) would otherwise outlive a killed
-/// runbook unseen, and `--rerun-interrupted` would start a second copy beside it.
-pub async fn output_in_group(mut cmd: tokio::process::Command, step: &str) -> std::io::Result<std::process::Output> {
-    use std::process::Stdio;
-    cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn()?;
-    let group = child.id().map(|id| crate::exec::groups::Group::register(id as i32, step));
-    let out = child.wait_with_output().await;
-    drop(group);
-    out
 }
