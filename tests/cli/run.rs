@@ -499,6 +499,28 @@ fn resume_decides_a_failure_handler_again_after_the_retried_step() {
     assert_eq!(step(&show, "after")["skipped_by"], "trigger");
     assert_eq!(env.read("page.log").lines().count(), 2);
     assert!(!env.path("after.log").exists());
+    // Skipped in this session: no start time left over from the last one.
+    assert_eq!(step(&show, "page")["started_at"], serde_json::Value::Null);
+}
+
+#[test]
+fn every_approval_decision_stays_in_the_report() {
+    // An approval handler decided again on a resume: both decisions are in the audit trail.
+    let env = Env::new();
+    let body = concat!(
+        "steps:\n",
+        "  - id: restore\n    type: shell\n    with: { script: \"test -f fixed\" }\n",
+        "  - id: ack\n    type: approval\n    needs: [restore]\n    trigger: failure\n    with: { message: ack? }\n",
+    );
+    let (code, _, out) = exec(&env, body, &["--approve", "ack"]);
+    assert_eq!(code, 1, "{out}");
+    let r = env.run(&["resume", "r1", "--approve", "ack"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let report = env.run(&["report", "r1", "--format", "json"]);
+    assert_eq!(report.code, 0, "{}", report.all());
+    let rep: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let steps: Vec<&str> = rep["approvals"].as_array().unwrap().iter().map(|a| a["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["ack", "ack"], "{}", rep["approvals"]);
 }
 
 #[test]

@@ -102,6 +102,7 @@ pub async fn run<'a>(
         steps: Default::default(),
         warnings: Vec::new(),
         resumes: Vec::new(),
+        approvals: Vec::new(),
         seq,
     };
     let mut d = Dispatcher {

@@ -215,8 +215,16 @@ impl Checker {
         let objectives = root.get("objectives").map(|n| self.objectives(n)).unwrap_or_default();
         let inputs = self.inputs(root.get("inputs"));
         let secrets = self.secrets(root.get("secrets"));
-        let follow_ups =
-            root.get("follow_ups").and_then(|n| self.de::<Vec<String>>(n, "follow_ups: ")).unwrap_or_default();
+        // Item by item, so every bad item is reported, each at its own position.
+        let follow_ups = match root.get("follow_ups") {
+            Some(Node { kind: NodeKind::Seq(items), .. }) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.de::<String>(item, &format!("follow_ups: `[{i}]`: ")))
+                .collect(),
+            Some(n) => self.de::<Vec<String>>(n, "follow_ups: ").unwrap_or_default(),
+            None => Vec::new(),
+        };
         let mut pending = Vec::new();
         let vars = self.vars(root.get("vars"), &mut pending);
         let Some(steps_node) = root.get("steps") else {

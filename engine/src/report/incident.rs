@@ -36,12 +36,9 @@ pub fn build(state: &RunState, pb: Option<&Playbook>) -> Value {
             })
         })
         .collect();
-    let approvals: Vec<Value> = state
-        .steps
-        .iter()
-        .filter(|(_, s)| s.kind == "approval" && s.status == StepStatus::Succeeded)
-        .map(|(id, s)| json!({ "step": id, "by": s.outputs.get("approved_by"), "at": s.outputs.get("approved_at") }))
-        .collect();
+    // Every decision, also those of an approval decided again on a resume.
+    let approvals: Vec<Value> =
+        state.approvals.iter().map(|(step, by, at)| json!({ "step": step, "by": by, "at": at })).collect();
     let restores: Vec<Value> = state
         .steps
         .iter()

@@ -101,6 +101,10 @@ pub struct RunState {
     /// Each resume: when and by whom.
     #[serde(default)]
     pub resumes: Vec<(String, String)>,
+    /// Every approval given, in order (step, by, at): an approval step decided again on a
+    /// resume keeps its earlier decisions here for the audit trail.
+    #[serde(default)]
+    pub approvals: Vec<(String, Value, Value)>,
     /// The last event folded in.
     pub seq: u64,
 }
@@ -120,6 +124,7 @@ impl RunState {
             steps: IndexMap::new(),
             warnings: Vec::new(),
             resumes: Vec::new(),
+            approvals: Vec::new(),
             seq: ev.seq,
         };
         s.set_steps(steps);
@@ -165,6 +170,9 @@ impl RunState {
                         s.skipped_by = None;
                         s.hint = None;
                         s.attempts = 0;
+                        // Its times are those of the coming attempt, not of the last session's.
+                        s.started_at = None;
+                        s.finished_at = None;
                     }
                 }
             }
@@ -209,6 +217,13 @@ impl RunState {
                     };
                     s.hint = hint.clone();
                     s.finished_at = Some(ev.at.clone());
+                    if s.kind == "approval"
+                        && *status == StepStatus::Succeeded
+                        && let Some(by) = outputs.get("approved_by")
+                    {
+                        let at = outputs.get("approved_at").cloned().unwrap_or(Value::Null);
+                        self.approvals.push((step.clone(), by.clone(), at));
+                    }
                 }
             }
             EventKind::StepWaiting { step, .. } => {
