@@ -46,13 +46,7 @@ async fn repository_playbooks_pass_a_drill_on_postgres_and_their_failure_scenari
     // Last night's backup, in the format the nightly backup writes (checked below too).
     std::fs::create_dir_all(env.path("backups")).unwrap();
     let dump = env.path("backups/nightly.dump");
-    let out = std::process::Command::new(crate::pg_cluster::bin("pg_dump"))
-        .args(["-Fc", "-f"])
-        .arg(&dump)
-        .arg(&prod)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.dump_custom(&dump);
     // For the self-hosted point-in-time restore: a base backup, rows written after it (only
     // WAL replay brings them back), the moment to restore to, then the corruption, archived.
     let base = c.base_backup();
@@ -285,13 +279,7 @@ async fn pre_launch_suite_passes_end_to_end_against_stand_ins() {
     assert_eq!(snap.code, 0, "{}", snap.all());
     let rls = env.write("rls.yaml", &snap.stdout);
     let dump = env.path("staging.dump");
-    let out = std::process::Command::new(crate::pg_cluster::bin("pg_dump"))
-        .args(["-Fc", "-f"])
-        .arg(&dump)
-        .arg(&prod)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.dump_custom(&dump);
     let redis = Redis::start();
 
     let pages = MockServer::start().await;

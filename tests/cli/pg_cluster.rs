@@ -180,6 +180,13 @@ impl Cluster {
         dest
     }
 
+    /// A custom-format `pg_dump` of database `postgres` into `to` (what the nightly backup writes).
+    pub fn dump_custom(&self, to: &Path) {
+        let mut c = Command::new(bin("pg_dump"));
+        c.args(["-Fc", "-f"]).arg(to).arg(self.url());
+        run(c, "pg_dump");
+    }
+
     /// Forces the current WAL segment into the archive and waits until it is there.
     pub fn archive_now(&self) {
         let segment = self.psql("select pg_walfile_name(pg_switch_wal())");

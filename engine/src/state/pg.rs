@@ -85,18 +85,26 @@ impl PgStore {
         Ok(PgStore { jobs, ttl })
     }
 
-    /// Runs `f` on the store's thread and waits for its answer.
-    fn call<T: Send + 'static>(
+    /// Hands `f` to the store's thread; its answer arrives on the returned channel.
+    fn submit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Worker) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, StateError> {
+    ) -> Result<mpsc::Receiver<Result<T, StateError>>, StateError> {
         let (tx, rx) = mpsc::channel();
         self.jobs
             .send(Box::new(move |w| {
                 let _ = tx.send(f(w));
             }))
             .map_err(|_| err("the team store's connection is closed"))?;
-        rx.recv().map_err(|_| err("the team store's connection is closed"))?
+        Ok(rx)
+    }
+
+    /// Runs `f` on the store's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Worker) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
+        self.submit(f)?.recv().map_err(|_| err("the team store's connection is closed"))?
     }
 
     /// Like [`call`](Self::call), but gives up waiting at `deadline`: a connection hung on a
@@ -106,13 +114,7 @@ impl PgStore {
         deadline: Instant,
         f: impl FnOnce(&mut Worker) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, StateError> {
-        let (tx, rx) = mpsc::channel();
-        self.jobs
-            .send(Box::new(move |w| {
-                let _ = tx.send(f(w));
-            }))
-            .map_err(|_| err("the team store's connection is closed"))?;
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        match self.submit(f)?.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(err("the team store did not answer in time")),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(err("the team store's connection is closed")),
